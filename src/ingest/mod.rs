@@ -1,0 +1,225 @@
+//! Document ingestion: parse → chunk → embed → store, in the caller's transaction.
+//!
+//! `parse.rs` and `chunk.rs` are pure text logic; `store.rs` writes rows; this file holds the SQL API
+//! (`rag.ingest_document`, `rag.delete_document`) and the checks on user input.
+
+pub mod chunk;
+#[path = "formats_stub.rs"]
+pub mod formats;
+pub mod parse;
+pub mod store;
+
+use crate::embed::{self, InputKind};
+use crate::errors;
+use crate::guc;
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+use sha2::Digest;
+
+/// Longest file name accepted (characters); matches the CHECK constraint on rag.document_files.
+pub const MAX_FILE_NAME_CHARS: usize = 1024;
+
+/// A document ready to be written: parsed, chunked and embedded, nothing stored yet.
+pub struct PreparedDocument {
+    pub file_name: String,
+    pub file_type: &'static str,
+    pub title: Option<String>,
+    pub size_bytes: i64,
+    pub hash: String,
+    pub metadata: serde_json::Value,
+    pub chunks: Vec<PreparedChunk>,
+    pub model: String,
+    pub dimensions: usize,
+}
+
+pub struct PreparedChunk {
+    pub index: i32,
+    pub content: String,
+    pub content_with_context: String,
+    pub token_count: i32,
+    pub embedding: Vec<f32>,
+    pub metadata: serde_json::Value,
+}
+
+/// sha256 of the content, hex: the document's identity for deduplication.
+pub fn content_hash(content: &[u8]) -> String {
+    format!("{:x}", sha2::Sha256::digest(content))
+}
+
+/// Validate the caller's arguments; raises an error naming the bad value.
+pub fn check_arguments(file_name: &str, size: usize, metadata: &serde_json::Value) {
+    let name = file_name.trim();
+    if name.is_empty() {
+        errors::invalid("file_name must not be empty", "Pass the document's file name, e.g. 'guide.md'.");
+    }
+    let chars = name.chars().count();
+    if chars > MAX_FILE_NAME_CHARS {
+        errors::invalid(
+            format!("file_name is {chars} characters long; the limit is {MAX_FILE_NAME_CHARS}"),
+            "Pass the base name of the file and put longer paths into metadata.",
+        );
+    }
+    if !metadata.is_object() {
+        errors::invalid(
+            format!("metadata must be a JSON object, got {}", json_kind(metadata)),
+            "Pass metadata as '{\"key\": \"value\"}'::jsonb.",
+        );
+    }
+    let max = guc::MAX_DOCUMENT_BYTES.get().max(0) as usize;
+    if size > max {
+        errors::invalid(
+            format!("document '{name}' is {size} bytes; rag.max_document_bytes allows {max}"),
+            "Split the document, or have a superuser raise rag.max_document_bytes.",
+        );
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Parse and chunk a text document (no embedding yet). Raises a clear error for content that
+/// yields no text. `format` forces a format (text extracted from PDF/DOCX); `None` detects it.
+pub fn chunk_text(
+    file_name: &str,
+    text: &str,
+    format: Option<parse::DocFormat>,
+    file_type: Option<&'static str>,
+    size_bytes: usize,
+    hash: String,
+    metadata: serde_json::Value,
+) -> PreparedDocument {
+    let parsed = match format {
+        Some(f) => parse::parse_as(file_name, text, f),
+        None => parse::parse(file_name, text),
+    };
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => errors::invalid(
+            format!("cannot ingest '{}': {e}", short(file_name)),
+            "Pass the document's text (plain text, Markdown or HTML), or a PDF or DOCX file as bytea.",
+        ),
+    };
+    let chunk_size = guc::CHUNK_SIZE.get().max(1) as usize;
+    let overlap = guc::CHUNK_OVERLAP.get().max(0) as usize;
+    if overlap >= chunk_size {
+        errors::invalid(
+            format!("rag.chunk_overlap ({overlap}) must be smaller than rag.chunk_size ({chunk_size})"),
+            "Lower rag.chunk_overlap or raise rag.chunk_size.",
+        );
+    }
+    let embedder = embed::current();
+    let count = |s: &str| embedder.count_tokens(s);
+    let title = parsed.title.clone();
+    let chunks = chunk::chunk_sections(&parsed.sections, chunk_size, overlap, &count)
+        .into_iter()
+        .map(|c| {
+            let prefix = chunk::context_prefix(title.as_deref(), &c.headings);
+            let content_with_context =
+                if prefix.is_empty() { c.content.clone() } else { format!("{prefix}\n\n{}", c.content) };
+            let mut meta = metadata.clone();
+            if let (Some(obj), false) = (meta.as_object_mut(), c.headings.is_empty()) {
+                obj.entry("section").or_insert_with(|| serde_json::Value::String(c.headings.join(" > ")));
+            }
+            PreparedChunk {
+                index: c.index as i32,
+                token_count: count(&c.content) as i32,
+                content: c.content,
+                content_with_context,
+                embedding: Vec::new(),
+                metadata: meta,
+            }
+        })
+        .collect();
+    PreparedDocument {
+        file_name: file_name.trim().to_string(),
+        file_type: file_type.unwrap_or(parsed.format.as_str()),
+        title,
+        size_bytes: size_bytes as i64,
+        hash,
+        metadata,
+        chunks,
+        model: embedder.model_id().to_string(),
+        dimensions: embedder.dimensions().unwrap_or(0),
+    }
+}
+
+/// Embed the text-with-context of chunks `range` of `doc`. Provider errors are returned, not raised,
+/// so that the caller decides (the worker records them on the task).
+pub fn embed_range(doc: &mut PreparedDocument, range: std::ops::Range<usize>) -> Result<(), embed::EmbedError> {
+    let embedder = embed::current();
+    let group = &mut doc.chunks[range];
+    let texts: Vec<&str> = group.iter().map(|c| c.content_with_context.as_str()).collect();
+    let vectors = embedder.embed(&texts, InputKind::Document)?;
+    if vectors.len() != group.len() {
+        return Err(embed::EmbedError::CountMismatch {
+            model: embedder.model_id().to_string(),
+            expected: group.len(),
+            got: vectors.len(),
+        });
+    }
+    for (c, v) in group.iter_mut().zip(vectors) {
+        c.embedding = v;
+    }
+    doc.model = embedder.model_id().to_string();
+    doc.dimensions = doc.chunks.iter().map(|c| c.embedding.len()).find(|d| *d > 0).unwrap_or(0);
+    Ok(())
+}
+
+/// Batches of `rag.embedding_batch_size` chunks, as index ranges.
+pub fn embedding_batches(doc: &PreparedDocument) -> Vec<std::ops::Range<usize>> {
+    let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
+    (0..doc.chunks.len()).step_by(batch).map(|s| s..(s + batch).min(doc.chunks.len())).collect()
+}
+
+/// Embed all chunks, raising a Postgres error on failure.
+pub fn embed_all(doc: &mut PreparedDocument) {
+    for range in embedding_batches(doc) {
+        if let Err(e) = embed_range(doc, range) {
+            embed::report(e);
+        }
+    }
+}
+
+/// Parse, chunk and embed a text document; raises on any failure.
+pub fn prepare_text(file_name: &str, text: &str, size_bytes: usize, hash: String, metadata: serde_json::Value) -> PreparedDocument {
+    let mut doc = chunk_text(file_name, text, None, None, size_bytes, hash, metadata);
+    embed_all(&mut doc);
+    doc
+}
+
+/// At most 80 characters of a file name, for error messages.
+pub fn short(name: &str) -> String {
+    let mut s: String = name.chars().take(80).collect();
+    if name.chars().count() > 80 {
+        s.push('…');
+    }
+    s
+}
+
+/// Ingest a text document synchronously: parse (plain text, Markdown, HTML), chunk, embed and store it
+/// in the caller's transaction. The same content again returns the same document id and adds nothing.
+#[pg_extern(parallel_unsafe)]
+fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonB, "'{}'")) -> Uuid {
+    check_arguments(file_name, content.len(), &metadata.0);
+    let hash = content_hash(content.as_bytes());
+    store::lock_hash(&hash);
+    if let Some(existing) = store::find_by_hash(&hash) {
+        return existing;
+    }
+    let doc = prepare_text(file_name, content, content.len(), hash, metadata.0);
+    store::insert_document(&doc)
+}
+
+/// Delete a document and its chunks. Returns false when no document has that id.
+#[pg_extern(parallel_unsafe)]
+fn delete_document(document_id: Uuid) -> bool {
+    store::delete_document(document_id)
+}

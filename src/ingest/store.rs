@@ -1,0 +1,156 @@
+//! Writes of documents and chunks, and the per-model vector index. All SQL is parameterised; the only
+//! values formatted into DDL are integers and identifiers/literals quoted by Postgres' `format()`.
+
+use super::PreparedDocument;
+use crate::errors::{self, SpiOk};
+use crate::guc;
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+const FIND_BY_HASH: &str = "SELECT id FROM rag.document_files WHERE file_hash = $1";
+
+const INSERT_DOCUMENT: &str = "\
+INSERT INTO rag.document_files (file_name, file_type, title, file_size_bytes, file_hash, metadata)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+
+/// One statement for all chunks of a document: parallel arrays, unnested.
+const INSERT_CHUNKS: &str = "\
+INSERT INTO rag.chunks (document_id, chunk_index, content, content_with_context, token_count,
+                        embedding, embedding_model, metadata)
+SELECT $1, u.idx, u.content, u.ctx, u.tokens, u.emb::vector, $7, u.meta
+FROM unnest($2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $8::jsonb[])
+     AS u(idx, content, ctx, tokens, emb, meta)";
+
+const DELETE_DOCUMENT: &str = "DELETE FROM rag.document_files WHERE id = $1 RETURNING id";
+
+const MODEL_DIMENSIONS: &str = "SELECT dimensions FROM rag.embedding_models WHERE model = $1";
+
+const REGISTER_MODEL: &str = "\
+INSERT INTO rag.embedding_models (model, dimensions, index_name) VALUES ($1, $2, $3)
+ON CONFLICT (model) DO NOTHING";
+
+/// DDL of a model's HNSW index, built by Postgres' format() so the model name is quoted as a literal.
+const HNSW_DDL: &str = "\
+SELECT format('CREATE INDEX IF NOT EXISTS %I ON rag.chunks USING hnsw ((embedding::vector(%s)) vector_cosine_ops) \
+WITH (m = %s, ef_construction = %s) WHERE embedding_model = %L', $1::text, $2::int, $3::int, $4::int, $5::text)";
+
+/// Serialise concurrent ingests of the same content (transaction-scoped advisory lock on its hash).
+pub fn lock_hash(hash: &str) {
+    Spi::run_with_args("SELECT pg_advisory_xact_lock(hashtextextended($1, 7193))", &[hash.into()])
+        .or_raise("locking the document hash");
+}
+
+pub fn find_by_hash(hash: &str) -> Option<Uuid> {
+    Spi::get_one_with_args::<Uuid>(FIND_BY_HASH, &[hash.into()]).or_raise("looking up a document by hash")
+}
+
+/// Insert a prepared document and its chunks; returns the new document id.
+pub fn insert_document(doc: &PreparedDocument) -> Uuid {
+    if !doc.chunks.is_empty() {
+        ensure_model_index(&doc.model, doc.dimensions);
+    }
+    let id = Spi::get_one_with_args::<Uuid>(
+        INSERT_DOCUMENT,
+        &[
+            doc.file_name.as_str().into(),
+            doc.file_type.into(),
+            doc.title.as_deref().into(),
+            doc.size_bytes.into(),
+            doc.hash.as_str().into(),
+            JsonB(doc.metadata.clone()).into(),
+        ],
+    )
+    .or_raise("inserting the document")
+    .unwrap_or_else(|| errors::invalid("inserting the document returned no id", ""));
+
+    let idx: Vec<i32> = doc.chunks.iter().map(|c| c.index).collect();
+    let content: Vec<&str> = doc.chunks.iter().map(|c| c.content.as_str()).collect();
+    let ctx: Vec<&str> = doc.chunks.iter().map(|c| c.content_with_context.as_str()).collect();
+    let tokens: Vec<i32> = doc.chunks.iter().map(|c| c.token_count).collect();
+    let emb: Vec<String> = doc.chunks.iter().map(|c| vector_literal(&c.embedding)).collect();
+    let meta: Vec<JsonB> = doc.chunks.iter().map(|c| JsonB(c.metadata.clone())).collect();
+    Spi::run_with_args(
+        INSERT_CHUNKS,
+        &[
+            id.into(),
+            idx.into(),
+            content.into(),
+            ctx.into(),
+            tokens.into(),
+            emb.into(),
+            doc.model.as_str().into(),
+            meta.into(),
+        ],
+    )
+    .or_raise("inserting chunks");
+    id
+}
+
+pub fn delete_document(id: Uuid) -> bool {
+    Spi::get_one_with_args::<Uuid>(DELETE_DOCUMENT, &[id.into()]).or_raise("deleting the document").is_some()
+}
+
+/// pgvector's text form, `[x,y,...]`.
+pub fn vector_literal(v: &[f32]) -> String {
+    let mut s = String::with_capacity(v.len() * 12 + 2);
+    s.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&x.to_string());
+    }
+    s.push(']');
+    s
+}
+
+/// The dimension recorded for a model, if it has stored vectors.
+pub fn model_dimensions(model: &str) -> Option<usize> {
+    Spi::get_one_with_args::<i32>(MODEL_DIMENSIONS, &[model.into()])
+        .or_raise("reading rag.embedding_models")
+        .map(|d| d as usize)
+}
+
+/// Make sure `model` is registered with `dimensions` and has its partial HNSW index.
+/// A model whose vectors change dimension is refused: that would mix two vector spaces.
+pub fn ensure_model_index(model: &str, dimensions: usize) {
+    if dimensions == 0 {
+        errors::external(format!("embedding model '{model}' returned empty vectors"), "Check the embedding model.");
+    }
+    match model_dimensions(model) {
+        Some(d) if d == dimensions => return,
+        Some(d) => errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            format!("embedding model '{model}' returned {dimensions}-dimensional vectors, but its stored vectors have {d}"),
+            "Configure the model that made the stored vectors, or give the new one another rag.embedding_model name.",
+        ),
+        None => {}
+    }
+    let index_name = index_name_for(model);
+    Spi::run_with_args(REGISTER_MODEL, &[model.into(), (dimensions as i32).into(), index_name.as_str().into()])
+        .or_raise("registering the embedding model");
+    let ddl = Spi::get_one_with_args::<String>(
+        HNSW_DDL,
+        &[
+            index_name.as_str().into(),
+            (dimensions as i32).into(),
+            guc::HNSW_M.get().into(),
+            guc::HNSW_EF_CONSTRUCTION.get().into(),
+            model.into(),
+        ],
+    )
+    .or_raise("building the vector index DDL")
+    .unwrap_or_default();
+    Spi::run(&ddl).or_raise("creating the vector index");
+}
+
+/// `chunks_hnsw_<slug>_<hash>`: readable, unique per model, within NAMEDATALEN.
+fn index_name_for(model: &str) -> String {
+    let slug: String = model
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(32)
+        .collect();
+    let hash = super::content_hash(model.as_bytes());
+    format!("chunks_hnsw_{slug}_{}", &hash[..8])
+}

@@ -1,0 +1,48 @@
+//! ragbench: a retrieval-augmented-generation backend inside PostgreSQL.
+//!
+//! Module map (one concern each):
+//! - `guc`      configuration parameters
+//! - `errors`   turning failures into Postgres errors with hints
+//! - `ingest`   parse (text, Markdown, HTML) → sentence-aware chunks → stored rows
+//! - `embed`    embedding providers: built-in model, Ollama, OpenAI-compatible
+//! - `search`   BM25 (pg_search), vectors (pgvector), and their RRF fusion
+//! - `queue`    pgmq ingestion queue, the background worker, batch progress
+//!
+//! The schema is `sql/schema.sql`; upgrades are `sql/ragbench--<from>--<to>.sql`.
+
+use pgrx::prelude::*;
+
+pub mod embed;
+mod errors;
+mod guc;
+pub mod ingest;
+pub mod queue;
+pub mod search;
+
+::pgrx::pg_module_magic!();
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!("../sql/chat.sql", name = "chat", requires = ["schema"]);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+    // SAFETY: reading a postmaster global during library load.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        queue::worker::register();
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Used by `cargo pgrx test`: the test cluster preloads the extension like production does.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["shared_preload_libraries = 'ragbench, pg_search'"]
+    }
+}

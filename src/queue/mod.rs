@@ -1,0 +1,125 @@
+//! Asynchronous ingestion through pgmq: `rag.upload` enqueues files, the background worker
+//! (`worker.rs`) or `rag.process_queue` ingests them (`task.rs`), `rag.batch_status` (sql/schema.sql)
+//! reports progress, `rag.retry_failed` re-sends dead letters.
+
+pub mod subxact;
+pub mod task;
+pub mod worker;
+
+use crate::errors::{self, SpiOk};
+use crate::ingest::{self, store};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+const CREATE_BATCH: &str = "INSERT INTO rag.job_batches (total_tasks) VALUES ($1) RETURNING id";
+
+/// One task row and one pgmq message per file, in one statement.
+const ENQUEUE: &str = "\
+WITH t AS (
+    INSERT INTO rag.job_tasks (batch_id, file_name, content, file_size_bytes, metadata)
+    SELECT $1, f.name, f.content, octet_length(f.content), $4
+    FROM unnest($2::text[], $3::bytea[]) AS f(name, content)
+    RETURNING id
+), m AS (
+    SELECT t.id, pgmq.send($5, jsonb_build_object('task_id', t.id)) AS msg_id FROM t
+)
+UPDATE rag.job_tasks j SET msg_id = m.msg_id FROM m WHERE j.id = m.id";
+
+const RETRY_FAILED: &str = "\
+WITH f AS (
+    UPDATE rag.job_tasks SET status = 'pending', attempts = 0, error_message = NULL, updated_at = now()
+    WHERE batch_id = $1 AND status = 'failed' AND content IS NOT NULL
+    RETURNING id
+), m AS (
+    SELECT f.id, pgmq.send($2, jsonb_build_object('task_id', f.id)) AS msg_id FROM f
+)
+UPDATE rag.job_tasks j SET msg_id = m.msg_id FROM m WHERE j.id = m.id";
+
+/// Queue files for ingestion; returns the batch id. Runs in the caller's transaction: a rollback
+/// takes the batch, its tasks and its messages with it.
+#[pg_extern(parallel_unsafe)]
+fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, metadata: default!(JsonB, "'{}'")) -> Uuid {
+    let contents: Vec<Option<&[u8]>> = contents.iter().collect();
+    if file_names.len() != contents.len() {
+        errors::invalid(
+            format!("file_names has {} elements but contents has {}", file_names.len(), contents.len()),
+            "Pass one content per file name, in the same order.",
+        );
+    }
+    let mut names = Vec::with_capacity(file_names.len());
+    for (i, (name, content)) in file_names.into_iter().zip(&contents).enumerate() {
+        let Some(name) = name else {
+            errors::invalid(format!("file_names[{}] is NULL", i + 1), "Every file needs a name.");
+        };
+        let Some(content) = content else {
+            errors::invalid(format!("contents[{}] ('{}') is NULL", i + 1, ingest::short(&name)), "Pass the file's bytes.");
+        };
+        ingest::check_arguments(&name, content.len(), &metadata.0);
+        names.push(name.trim().to_string());
+    }
+    let contents: Vec<&[u8]> = contents.into_iter().flatten().collect();
+    let batch = Spi::get_one_with_args::<Uuid>(CREATE_BATCH, &[(names.len() as i32).into()])
+        .or_raise("creating the batch")
+        .unwrap_or_else(|| errors::invalid("creating the batch returned no id", ""));
+    if !names.is_empty() {
+        Spi::run_with_args(ENQUEUE, &[batch.into(), names.into(), contents.into(), metadata.into(), task::QUEUE.into()])
+            .or_raise("queueing the files");
+    }
+    batch
+}
+
+/// Process up to `max_messages` queued files in this backend (for servers without the background
+/// worker, and for tests). Returns how many messages were handled (completed or failed).
+#[pg_extern(parallel_unsafe)]
+fn process_queue(max_messages: default!(i32, 10)) -> i32 {
+    if max_messages < 1 {
+        errors::invalid(format!("max_messages must be at least 1, got {max_messages}"), "");
+    }
+    let mut handled = 0;
+    while handled < max_messages {
+        let Some(claimed) = task::claim() else { break };
+        let outcome = subxact::run(|| {
+            let mut doc = task::chunk(&claimed);
+            let mut done = 0;
+            for range in ingest::embedding_batches(&doc) {
+                done += range.len();
+                if let Err(e) = ingest::embed_range(&mut doc, range) {
+                    crate::embed::report(e);
+                }
+                task::record_progress(&claimed, done);
+            }
+            task::finish(&claimed, &doc)
+        });
+        if let Err(f) = outcome {
+            task::fail(&claimed, &f.message, f.is_permanent());
+        }
+        handled += 1;
+    }
+    handled
+}
+
+/// Send the failed files of a batch to the queue again (attempts reset). Returns how many.
+#[pg_extern(parallel_unsafe)]
+fn retry_failed(batch_id: Uuid) -> i64 {
+    let before = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM rag.job_tasks WHERE batch_id = $1 AND status = 'failed' AND content IS NOT NULL",
+        &[batch_id.into()],
+    )
+    .or_raise("counting failed tasks")
+    .unwrap_or(0);
+    Spi::run_with_args(RETRY_FAILED, &[batch_id.into(), task::QUEUE.into()]).or_raise("re-queueing failed tasks");
+    before
+}
+
+/// Ingest a binary document (PDF, DOCX, HTML, Markdown, text) synchronously.
+#[pg_extern(parallel_unsafe, name = "ingest_document")]
+fn ingest_document_bytes(file_name: &str, content: &[u8], metadata: default!(JsonB, "'{}'")) -> Uuid {
+    let hash = ingest::content_hash(content);
+    store::lock_hash(&hash);
+    if let Some(existing) = store::find_by_hash(&hash) {
+        return existing;
+    }
+    let mut doc = task::prepare_file(file_name, content, metadata.0);
+    ingest::embed_all(&mut doc);
+    store::insert_document(&doc)
+}

@@ -1,0 +1,184 @@
+//! One ingestion task, from its pgmq message to committed chunks, in three steps:
+//!
+//! 1. `claim`   read one message (pgmq visibility timeout), mark its task `processing`, attempts+1;
+//! 2. `prepare` parse and chunk the file (total_chunks recorded), then embed in batches
+//!              (completed_chunks recorded after each batch);
+//! 3. `finish`  write document and chunks, mark the task `completed`, archive the message.
+//!
+//! The background worker commits after each step, so progress is visible while a file is embedded
+//! and a crash leaves the message to be delivered again; `rag.process_queue` runs the steps in the
+//! caller's transaction. Either way the message is archived only in the transaction that writes the
+//! document, and re-delivery finds the document by content hash: each file ends up exactly once.
+
+use crate::errors::SpiOk;
+use crate::guc;
+use crate::ingest::{self, formats, store, PreparedDocument};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+pub const QUEUE: &str = "rag_documents";
+
+const READ_MESSAGE: &str = "\
+SELECT msg_id, read_ct, (message->>'task_id')::uuid FROM pgmq.read($1, $2, 1)";
+
+const START_TASK: &str = "\
+UPDATE rag.job_tasks SET status = 'processing', attempts = attempts + 1, updated_at = now()
+WHERE id = $1 AND status IN ('pending', 'processing')
+RETURNING batch_id, file_name, content, metadata, attempts";
+
+const SET_TOTAL: &str = "\
+UPDATE rag.job_tasks SET total_chunks = $2, completed_chunks = 0, updated_at = now() WHERE id = $1";
+
+const SET_DONE: &str = "UPDATE rag.job_tasks SET completed_chunks = $2, updated_at = now() WHERE id = $1";
+
+const COMPLETE_TASK: &str = "\
+UPDATE rag.job_tasks SET status = 'completed', document_id = $2, total_chunks = $3, completed_chunks = $3,
+       content = NULL, error_message = NULL, updated_at = now()
+WHERE id = $1";
+
+const FAIL_TASK: &str = "\
+UPDATE rag.job_tasks SET status = $2, error_message = $3, updated_at = now() WHERE id = $1";
+
+const ARCHIVE: &str = "SELECT pgmq.archive($1, $2)";
+const RETRY_LATER: &str = "SELECT 1 FROM pgmq.set_vt($1, $2, $3)";
+const TOUCH_BATCH: &str = "UPDATE rag.job_batches SET updated_at = now() WHERE id = $1";
+const NOTIFY: &str = "SELECT pg_notify('rag_progress', $1)";
+
+/// A claimed message and its task.
+pub struct Claimed {
+    pub msg_id: i64,
+    pub task_id: Uuid,
+    pub batch_id: Uuid,
+    pub file_name: String,
+    pub content: Vec<u8>,
+    pub metadata: serde_json::Value,
+    pub attempts: i32,
+}
+
+/// Read the next visible message and start its task. `Ok(None)`: the queue is empty.
+/// A message whose task is gone or already finished is archived and skipped.
+pub fn claim() -> Option<Claimed> {
+    loop {
+        let vt = guc::VISIBILITY_TIMEOUT_S.get();
+        let (msg_id, _read_ct, task_id) = Spi::get_three_with_args::<i64, i32, Uuid>(READ_MESSAGE, &[QUEUE.into(), vt.into()])
+            .or_raise("reading the ingestion queue");
+        let msg_id = msg_id?;
+        let Some(task_id) = task_id else {
+            archive(msg_id);
+            continue;
+        };
+        let started = Spi::connect_mut(|client| {
+            let mut rows = client.update(START_TASK, Some(1), &[task_id.into()])?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.next();
+            Ok::<_, pgrx::spi::SpiError>(row.map(|r| -> Result<_, pgrx::spi::SpiError> {
+                Ok((
+                    r.get::<Uuid>(1)?,
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<Vec<u8>>(3)?.unwrap_or_default(),
+                    r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})),
+                    r.get::<i32>(5)?.unwrap_or(1),
+                ))
+            }))
+        })
+        .or_raise("starting an ingestion task");
+        match started {
+            Some(Ok((Some(batch_id), file_name, content, metadata, attempts))) => {
+                notify(batch_id, task_id, "processing");
+                return Some(Claimed { msg_id, task_id, batch_id, file_name, content, metadata, attempts });
+            }
+            Some(Err(e)) => Err::<(), _>(e).or_raise("reading an ingestion task"),
+            _ => archive(msg_id),
+        }
+    }
+}
+
+/// Parse and chunk the claimed file; records total_chunks. Raises on bad input.
+pub fn chunk(c: &Claimed) -> PreparedDocument {
+    let doc = prepare_file(&c.file_name, &c.content, c.metadata.clone());
+    Spi::run_with_args(SET_TOTAL, &[c.task_id.into(), (doc.chunks.len() as i32).into()]).or_raise("recording progress");
+    doc
+}
+
+/// Record that `done` chunks of the task are embedded, and keep the message invisible for another
+/// visibility timeout (a heartbeat: only a stalled or crashed worker lets it be delivered again).
+pub fn record_progress(c: &Claimed, done: usize) {
+    Spi::run_with_args(SET_DONE, &[c.task_id.into(), (done as i32).into()]).or_raise("recording progress");
+    Spi::run_with_args(RETRY_LATER, &[QUEUE.into(), c.msg_id.into(), guc::VISIBILITY_TIMEOUT_S.get().into()])
+        .or_raise("extending the message's visibility timeout");
+}
+
+/// Write the document (or find it: same content → same document), complete the task, archive.
+pub fn finish(c: &Claimed, doc: &PreparedDocument) -> Uuid {
+    store::lock_hash(&doc.hash);
+    let id = match store::find_by_hash(&doc.hash) {
+        Some(existing) => existing,
+        None => store::insert_document(doc),
+    };
+    let chunks = Spi::get_one_with_args::<i64>("SELECT count(*) FROM rag.chunks WHERE document_id = $1", &[id.into()])
+        .or_raise("counting chunks")
+        .unwrap_or(0);
+    Spi::run_with_args(COMPLETE_TASK, &[c.task_id.into(), id.into(), (chunks as i32).into()]).or_raise("completing the task");
+    archive(c.msg_id);
+    Spi::run_with_args(TOUCH_BATCH, &[c.batch_id.into()]).or_raise("updating the batch");
+    notify(c.batch_id, c.task_id, "completed");
+    id
+}
+
+/// Record a failed attempt. Permanent failures, and the last allowed attempt, fail the task and archive
+/// its message (a dead letter: rag.retry_failed sends it again); otherwise the message becomes visible
+/// again after an exponential backoff.
+pub fn fail(c: &Claimed, message: &str, permanent: bool) {
+    let max = guc::MAX_ATTEMPTS.get().max(1);
+    if permanent || c.attempts >= max {
+        let text = if permanent { message.to_string() } else { format!("{message} (gave up after {} attempts)", c.attempts) };
+        Spi::run_with_args(FAIL_TASK, &[c.task_id.into(), "failed".into(), text.as_str().into()]).or_raise("failing the task");
+        archive(c.msg_id);
+        notify(c.batch_id, c.task_id, "failed");
+    } else {
+        let backoff = backoff_seconds(c.attempts);
+        Spi::run_with_args(FAIL_TASK, &[c.task_id.into(), "pending".into(), message.into()]).or_raise("rescheduling the task");
+        Spi::run_with_args(RETRY_LATER, &[QUEUE.into(), c.msg_id.into(), backoff.into()]).or_raise("rescheduling the message");
+        notify(c.batch_id, c.task_id, "pending");
+    }
+    Spi::run_with_args(TOUCH_BATCH, &[c.batch_id.into()]).or_raise("updating the batch");
+}
+
+/// 5 s, 10 s, 20 s … capped at 10 minutes.
+pub fn backoff_seconds(attempts: i32) -> i32 {
+    let exp = attempts.clamp(1, 8) - 1;
+    (5 * (1 << exp)).min(600)
+}
+
+fn archive(msg_id: i64) {
+    Spi::run_with_args(ARCHIVE, &[QUEUE.into(), msg_id.into()]).or_raise("archiving the message");
+}
+
+fn notify(batch_id: Uuid, task_id: Uuid, status: &str) {
+    let payload = serde_json::json!({"batch_id": batch_id.to_string(), "task_id": task_id.to_string(), "status": status});
+    Spi::run_with_args(NOTIFY, &[payload.to_string().as_str().into()]).or_raise("notifying rag_progress");
+}
+
+/// Detect the format of a file's bytes, extract its text and chunk it (no embedding yet).
+pub fn prepare_file(file_name: &str, bytes: &[u8], metadata: serde_json::Value) -> PreparedDocument {
+    ingest::check_arguments(file_name, bytes.len(), &metadata);
+    let hash = ingest::content_hash(bytes);
+    let extracted = match formats::extract(file_name, bytes) {
+        Ok(x) => x,
+        Err(e) => crate::errors::invalid(
+            format!("cannot ingest '{}': {e}", ingest::short(file_name)),
+            "Supported: PDF with a text layer, DOCX, HTML, Markdown and UTF-8/UTF-16 text.",
+        ),
+    };
+    ingest::chunk_text(
+        file_name,
+        &extracted.text,
+        Some(extracted.text_format),
+        Some(extracted.kind.as_str()),
+        bytes.len(),
+        hash,
+        metadata,
+    )
+}

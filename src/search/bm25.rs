@@ -1,0 +1,57 @@
+//! BM25 over chunk text through pg_search: English stemming and stopwords (the index in sql/schema.sql).
+//!
+//! The query is user text and is matched with `|||` (match any term, tokenised like the index), so
+//! characters and words that pg_search's query language treats as syntax (`: " ( ) * ~ ^ AND OR NOT -`)
+//! are plain terms: no syntax error and no way to change the query's meaning.
+
+use super::{check_k, SearchRow};
+use crate::errors::SpiOk;
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+const BM25_SEARCH: &str = "\
+WITH hits AS (
+    SELECT id, pdb.score(id) AS score
+    FROM rag.chunks
+    WHERE content_with_context ||| $1
+    ORDER BY pdb.score(id) DESC
+    LIMIT $2
+)
+SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, h.score::float8, c.metadata
+FROM hits h
+JOIN rag.chunks c ON c.id = h.id
+JOIN rag.document_files d ON d.id = c.document_id
+ORDER BY h.score DESC, c.id";
+
+/// Run BM25 and return rows best first.
+pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
+    if query.trim().is_empty() {
+        return Vec::new();
+    }
+    Spi::connect(|client| {
+        let table = client.select(BM25_SEARCH, None, &[query.into(), (k as i64).into()])?;
+        table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, _>>()
+    })
+    .or_raise("BM25 search")
+}
+
+/// BM25 search over chunk text, best first.
+#[pg_extern(stable, parallel_safe)]
+fn bm25_search(
+    query: &str,
+    k: default!(i32, 10),
+) -> TableIterator<
+    'static,
+    (
+        name!(chunk_id, Uuid),
+        name!(document_id, Uuid),
+        name!(file_name, String),
+        name!(chunk_index, i32),
+        name!(content, String),
+        name!(score, f64),
+        name!(metadata, JsonB),
+    ),
+> {
+    check_k(k);
+    TableIterator::new(bm25_rows(query, k))
+}

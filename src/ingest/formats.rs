@@ -35,6 +35,8 @@ pub const MAX_PDF_PAGE_CONTENT_BYTES: usize = 64 * 1024 * 1024;
 const MAX_PDF_OPS_PER_PAGE: usize = 5_000_000;
 /// How deep Form XObjects may nest inside each other.
 const MAX_PDF_FORM_DEPTH: usize = 8;
+/// How many Form XObjects one page may run (each run decompresses the form again).
+const MAX_PDF_FORMS_PER_PAGE: usize = 2_000;
 
 // ---------------------------------------------------------------------------
 // Kinds and detection
@@ -132,11 +134,19 @@ pub fn detect(file_name: &str, bytes: &[u8]) -> FileKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatError {
     /// Claimed (or sniffed) to be text, but is not valid UTF-8/UTF-16.
-    NotText { file_name: String, invalid_bytes: usize, total_bytes: usize },
+    NotText {
+        file_name: String,
+        invalid_bytes: usize,
+        total_bytes: usize,
+    },
     /// Claimed to be text, but contains NUL bytes: a binary file.
     BinaryContent { file_name: String, offset: usize },
     /// A recognisable format that is not supported (legacy .doc, images, other ZIPs ...).
-    Unsupported { file_name: String, what: &'static str, advice: &'static str },
+    Unsupported {
+        file_name: String,
+        what: &'static str,
+        advice: &'static str,
+    },
     /// The PDF is damaged, truncated or not a PDF at all.
     CorruptPdf { file_name: String, detail: String },
     /// The PDF needs a password to be read.
@@ -146,7 +156,11 @@ pub enum FormatError {
     /// The DOCX is not a readable ZIP, or has no `word/document.xml`, or its XML is broken.
     CorruptDocx { file_name: String, detail: String },
     /// A part of the file decompresses to more than the limit (zip bomb guard).
-    TooLarge { file_name: String, part: &'static str, limit_bytes: u64 },
+    TooLarge {
+        file_name: String,
+        part: &'static str,
+        limit_bytes: u64,
+    },
 }
 
 impl FormatError {
@@ -237,10 +251,13 @@ impl Extracted {
             DocFormat::PlainText => "document.txt",
         };
         parse::parse(forced, &self.text).map_err(|e| match e {
-            ParseError::Empty { .. } => ParseError::Empty { file_name: file_name.to_string() },
-            ParseError::NulCharacter { offset, .. } => {
-                ParseError::NulCharacter { file_name: file_name.to_string(), offset }
-            }
+            ParseError::Empty { .. } => ParseError::Empty {
+                file_name: file_name.to_string(),
+            },
+            ParseError::NulCharacter { offset, .. } => ParseError::NulCharacter {
+                file_name: file_name.to_string(),
+                offset,
+            },
         })
     }
 }
@@ -251,11 +268,19 @@ pub fn extract(file_name: &str, bytes: &[u8]) -> Result<Extracted, FormatError> 
     match kind {
         FileKind::Pdf => {
             let text = guarded(file_name, kind, || extract_pdf(file_name, bytes))?;
-            Ok(Extracted { kind, text, text_format: DocFormat::PlainText })
+            Ok(Extracted {
+                kind,
+                text,
+                text_format: DocFormat::PlainText,
+            })
         }
         FileKind::Docx => {
             let text = guarded(file_name, kind, || extract_docx(file_name, bytes))?;
-            Ok(Extracted { kind, text, text_format: DocFormat::Markdown })
+            Ok(Extracted {
+                kind,
+                text,
+                text_format: DocFormat::Markdown,
+            })
         }
         FileKind::Html | FileKind::Markdown | FileKind::Text => {
             let text = decode_text(file_name, bytes)?;
@@ -264,7 +289,11 @@ pub fn extract(file_name: &str, bytes: &[u8]) -> Result<Extracted, FormatError> 
                 FileKind::Markdown => DocFormat::Markdown,
                 _ => parse::detect_format(file_name, &text),
             };
-            Ok(Extracted { kind, text, text_format })
+            Ok(Extracted {
+                kind,
+                text,
+                text_format,
+            })
         }
     }
 }
@@ -284,8 +313,14 @@ where
                 .unwrap_or_else(|| "unknown panic".to_string());
             let detail = format!("the parser failed on it: {msg}");
             Err(match kind {
-                FileKind::Docx => CorruptDocx { file_name: file_name.to_string(), detail },
-                _ => CorruptPdf { file_name: file_name.to_string(), detail },
+                FileKind::Docx => CorruptDocx {
+                    file_name: file_name.to_string(),
+                    detail,
+                },
+                _ => CorruptPdf {
+                    file_name: file_name.to_string(),
+                    detail,
+                },
             })
         }
     }
@@ -451,13 +486,20 @@ fn known_binary(file_name: &str, bytes: &[u8]) -> Option<FormatError> {
         || bytes.starts_with(b"II*\0")
         || bytes.starts_with(b"MM\0*")
     {
-        ("an image", "run OCR on it and upload the text or a searchable PDF")
+        (
+            "an image",
+            "run OCR on it and upload the text or a searchable PDF",
+        )
     } else if bytes.starts_with(b"{\\rtf") {
         ("an RTF document", "save it as .docx or PDF")
     } else {
         return None;
     };
-    Some(FormatError::Unsupported { file_name: file_name.to_string(), what, advice })
+    Some(FormatError::Unsupported {
+        file_name: file_name.to_string(),
+        what,
+        advice,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -465,26 +507,39 @@ fn known_binary(file_name: &str, bytes: &[u8]) -> Option<FormatError> {
 // ---------------------------------------------------------------------------
 
 fn extract_pdf(file_name: &str, bytes: &[u8]) -> Result<String, FormatError> {
-    let corrupt = |detail: String| CorruptPdf { file_name: file_name.to_string(), detail };
+    let corrupt = |detail: String| CorruptPdf {
+        file_name: file_name.to_string(),
+        detail,
+    };
     let Some(start) = pdf_header_offset(bytes) else {
-        return Err(corrupt("it does not start with a %PDF- header, so it is not a PDF".into()));
+        return Err(corrupt(
+            "it does not start with a %PDF- header, so it is not a PDF".into(),
+        ));
     };
     let data = &bytes[start..];
     let doc = match lopdf::Document::load_mem(data) {
         Ok(d) => d,
         Err(lopdf::Error::Decryption(_)) | Err(lopdf::Error::InvalidPassword) => {
-            return Err(FormatError::EncryptedPdf { file_name: file_name.to_string() })
+            return Err(FormatError::EncryptedPdf {
+                file_name: file_name.to_string(),
+            })
         }
         Err(e) => {
             let tail = &data[data.len().saturating_sub(2048)..];
-            let hint = if contains(tail, b"%%EOF") { "" } else { "; the end-of-file marker is missing: truncated?" };
+            let hint = if contains(tail, b"%%EOF") {
+                ""
+            } else {
+                "; the end-of-file marker is missing: truncated?"
+            };
             return Err(corrupt(format!("{e}{hint}")));
         }
     };
     // lopdf decrypts documents with an empty user password by itself; one
     // that is still encrypted needs a password.
     if doc.is_encrypted() {
-        return Err(FormatError::EncryptedPdf { file_name: file_name.to_string() });
+        return Err(FormatError::EncryptedPdf {
+            file_name: file_name.to_string(),
+        });
     }
     let pages = doc.get_pages();
     if pages.is_empty() {
@@ -514,9 +569,14 @@ fn extract_pdf(file_name: &str, bytes: &[u8]) -> Result<String, FormatError> {
     }
     if out.trim().is_empty() {
         if ok_pages == 0 {
-            return Err(corrupt(first_err.unwrap_or_else(|| "no page could be read".into())));
+            return Err(corrupt(
+                first_err.unwrap_or_else(|| "no page could be read".into()),
+            ));
         }
-        return Err(FormatError::NoTextLayer { file_name: file_name.to_string(), pages: pages.len() });
+        return Err(FormatError::NoTextLayer {
+            file_name: file_name.to_string(),
+            pages: pages.len(),
+        });
     }
     Ok(out)
 }
@@ -652,7 +712,9 @@ fn deref<'a>(doc: &'a lopdf::Document, o: &'a lopdf::Object) -> Option<&'a lopdf
 }
 
 fn font_info<'a>(doc: &'a lopdf::Document, font: &'a lopdf::Dictionary) -> FontInfo<'a> {
-    let encoding = font.get_font_encoding_with_limit(doc, MAX_PDF_PAGE_CONTENT_BYTES).ok();
+    let encoding = font
+        .get_font_encoding_with_limit(doc, MAX_PDF_PAGE_CONTENT_BYTES)
+        .ok();
     // lopdf reads /ToUnicode only when there is no /Encoding; ask it for the
     // CMap alone through a dictionary that has nothing else.
     let to_unicode = font.get(b"ToUnicode").ok().and_then(|tu| {
@@ -660,18 +722,30 @@ fn font_info<'a>(doc: &'a lopdf::Document, font: &'a lopdf::Dictionary) -> FontI
         only.set("Type", lopdf::Object::Name(b"Font".to_vec()));
         only.set("ToUnicode", tu.clone());
         match only.get_font_encoding_with_limit(doc, MAX_PDF_PAGE_CONTENT_BYTES) {
-            Ok(lopdf::Encoding::UnicodeMapEncoding(cmap)) => Some(lopdf::Encoding::UnicodeMapEncoding(cmap)),
+            Ok(lopdf::Encoding::UnicodeMapEncoding(cmap)) => {
+                Some(lopdf::Encoding::UnicodeMapEncoding(cmap))
+            }
             _ => None,
         }
     });
     let two_byte = matches!(font.get(b"Subtype").and_then(|o| o.as_name()), Ok(b"Type0"));
-    let first_char = font.get(b"FirstChar").ok().and_then(|o| deref(doc, o)).and_then(num).unwrap_or(0.0) as i64;
+    let first_char = font
+        .get(b"FirstChar")
+        .ok()
+        .and_then(|o| deref(doc, o))
+        .and_then(num)
+        .unwrap_or(0.0) as i64;
     let widths: Vec<f64> = font
         .get(b"Widths")
         .ok()
         .and_then(|o| deref(doc, o))
         .and_then(|o| o.as_array().ok())
-        .map(|a| a.iter().take(65536).map(|w| deref(doc, w).and_then(num).unwrap_or(0.0)).collect())
+        .map(|a| {
+            a.iter()
+                .take(65536)
+                .map(|w| deref(doc, w).and_then(num).unwrap_or(0.0))
+                .collect()
+        })
         .unwrap_or_default();
     let mut default_width = if widths.is_empty() { 0.5 } else { 0.0 };
     if two_byte {
@@ -692,15 +766,34 @@ fn font_info<'a>(doc: &'a lopdf::Document, font: &'a lopdf::Dictionary) -> FontI
     if default_width <= 0.0 {
         // Average width of the glyphs we know about.
         let known: Vec<f64> = widths.iter().copied().filter(|w| *w > 0.0).collect();
-        default_width = if known.is_empty() { 0.5 } else { known.iter().sum::<f64>() / known.len() as f64 / 1000.0 };
+        default_width = if known.is_empty() {
+            0.5
+        } else {
+            known.iter().sum::<f64>() / known.len() as f64 / 1000.0
+        };
     }
-    FontInfo { to_unicode, encoding, two_byte, first_char, widths, default_width }
+    FontInfo {
+        to_unicode,
+        encoding,
+        two_byte,
+        first_char,
+        widths,
+        default_width,
+    }
 }
 
 /// Resource dictionaries in scope: innermost first.
-fn resource_fonts<'a>(doc: &'a lopdf::Document, resources: &'a lopdf::Dictionary) -> Vec<(Vec<u8>, &'a lopdf::Dictionary)> {
+fn resource_fonts<'a>(
+    doc: &'a lopdf::Document,
+    resources: &'a lopdf::Dictionary,
+) -> Vec<(Vec<u8>, &'a lopdf::Dictionary)> {
     let mut out = Vec::new();
-    if let Some(fonts) = resources.get(b"Font").ok().and_then(|o| deref(doc, o)).and_then(|o| o.as_dict().ok()) {
+    if let Some(fonts) = resources
+        .get(b"Font")
+        .ok()
+        .and_then(|o| deref(doc, o))
+        .and_then(|o| o.as_dict().ok())
+    {
         for (name, v) in fonts.iter() {
             if let Some(d) = deref(doc, v).and_then(|o| o.as_dict().ok()) {
                 out.push((name.clone(), d));
@@ -716,6 +809,7 @@ struct PdfText<'a> {
     /// Where the last shown text ended (device space) and its font size.
     last: Option<(f64, f64, f64)>,
     ops: usize,
+    forms: usize,
     font_cache: HashMap<(usize, Vec<u8>), std::rc::Rc<FontInfo<'a>>>,
 }
 
@@ -735,7 +829,9 @@ struct GState<'a> {
 }
 
 fn pdf_page_text(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> Result<String, String> {
-    let content = doc.get_page_content_with_limit(page_id, MAX_PDF_PAGE_CONTENT_BYTES).map_err(|e| e.to_string())?;
+    let content = doc
+        .get_page_content_with_limit(page_id, MAX_PDF_PAGE_CONTENT_BYTES)
+        .map_err(|e| e.to_string())?;
     let mut fonts: Vec<(Vec<u8>, &lopdf::Dictionary)> = Vec::new();
     let mut resources: Vec<&lopdf::Dictionary> = Vec::new();
     if let Ok((dict, ids)) = doc.get_page_resources(page_id) {
@@ -745,7 +841,14 @@ fn pdf_page_text(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> Result<Stri
     for r in &resources {
         fonts.extend(resource_fonts(doc, r));
     }
-    let mut st = PdfText { doc, out: String::new(), last: None, ops: 0, font_cache: HashMap::new() };
+    let mut st = PdfText {
+        doc,
+        out: String::new(),
+        last: None,
+        ops: 0,
+        forms: 0,
+        font_cache: HashMap::new(),
+    };
     let mut gs = GState {
         ctm: IDENTITY,
         stack: Vec::new(),
@@ -877,7 +980,10 @@ impl<'a> PdfText<'a> {
         if let Some(f) = self.font_cache.get(&key) {
             return Some(f.clone());
         }
-        let dict = fonts.iter().find(|(n, _)| n.as_slice() == name).map(|(_, d)| *d)?;
+        let dict = fonts
+            .iter()
+            .find(|(n, _)| n.as_slice() == name)
+            .map(|(_, d)| *d)?;
         let info = std::rc::Rc::new(font_info(self.doc, dict));
         self.font_cache.insert(key, info.clone());
         Some(info)
@@ -892,28 +998,52 @@ impl<'a> PdfText<'a> {
         gs: &mut GState<'a>,
         depth: usize,
     ) {
+        self.forms += 1;
+        if self.forms > MAX_PDF_FORMS_PER_PAGE {
+            return;
+        }
         let doc = self.doc;
         let stream = resources.iter().find_map(|r| {
-            let xobjects = r.get(b"XObject").ok().and_then(|o| deref(doc, o)).and_then(|o| o.as_dict().ok())?;
-            let s = xobjects.get(name).ok().and_then(|o| deref(doc, o)).and_then(|o| o.as_stream().ok())?;
+            let xobjects = r
+                .get(b"XObject")
+                .ok()
+                .and_then(|o| deref(doc, o))
+                .and_then(|o| o.as_dict().ok())?;
+            let s = xobjects
+                .get(name)
+                .ok()
+                .and_then(|o| deref(doc, o))
+                .and_then(|o| o.as_stream().ok())?;
             Some(s)
         });
         let Some(stream) = stream else { return };
-        if !matches!(stream.dict.get(b"Subtype").and_then(|o| o.as_name()), Ok(b"Form")) {
+        if !matches!(
+            stream.dict.get(b"Subtype").and_then(|o| o.as_name()),
+            Ok(b"Form")
+        ) {
             return;
         }
-        let Ok(data) = stream.decompressed_content_with_limit(MAX_PDF_PAGE_CONTENT_BYTES).or_else(|e| {
-            if stream.dict.get(b"Filter").is_err() {
-                Ok(stream.content.clone())
-            } else {
-                Err(e)
-            }
-        }) else {
+        let Ok(data) = stream
+            .decompressed_content_with_limit(MAX_PDF_PAGE_CONTENT_BYTES)
+            .or_else(|e| {
+                if stream.dict.get(b"Filter").is_err() {
+                    Ok(stream.content.clone())
+                } else {
+                    Err(e)
+                }
+            })
+        else {
             return;
         };
         let mut inner_fonts = Vec::new();
         let mut inner_resources = Vec::new();
-        if let Some(r) = stream.dict.get(b"Resources").ok().and_then(|o| deref(doc, o)).and_then(|o| o.as_dict().ok()) {
+        if let Some(r) = stream
+            .dict
+            .get(b"Resources")
+            .ok()
+            .and_then(|o| deref(doc, o))
+            .and_then(|o| o.as_dict().ok())
+        {
             inner_fonts = resource_fonts(doc, r);
             inner_resources.push(r);
         }
@@ -922,7 +1052,13 @@ impl<'a> PdfText<'a> {
         inner_resources.extend(resources.iter().copied());
         let saved_ctm = gs.ctm;
         let (saved_tm, saved_tlm) = (gs.tm, gs.tlm);
-        if let Some(m) = stream.dict.get(b"Matrix").ok().and_then(|o| o.as_array().ok()).and_then(|a| matrix_of(a)) {
+        if let Some(m) = stream
+            .dict
+            .get(b"Matrix")
+            .ok()
+            .and_then(|o| o.as_array().ok())
+            .and_then(|a| matrix_of(a))
+        {
             gs.ctm = mul(&m, &gs.ctm);
         }
         // Fonts cached per nesting depth; a new form at the same depth must not reuse them.
@@ -1018,7 +1154,12 @@ fn next_line(gs: &mut GState<'_>) {
 }
 
 fn latin1_printable(bytes: &[u8], out: &mut String) {
-    out.extend(bytes.iter().filter(|b| (0x20..0x7f).contains(*b)).map(|&b| b as char));
+    out.extend(
+        bytes
+            .iter()
+            .filter(|b| (0x20..0x7f).contains(*b))
+            .map(|&b| b as char),
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1036,18 +1177,28 @@ fn read_zip_part(
     file_name: &str,
     part: &'static str,
 ) -> Result<Option<Vec<u8>>, FormatError> {
-    let corrupt = |detail: String| CorruptDocx { file_name: file_name.to_string(), detail };
+    let corrupt = |detail: String| CorruptDocx {
+        file_name: file_name.to_string(),
+        detail,
+    };
     let mut f = match archive.by_name(name) {
         Ok(f) => f,
         Err(zip::result::ZipError::FileNotFound) => return Ok(None),
         Err(e) => return Err(corrupt(format!("cannot open {name} in the archive: {e}"))),
     };
-    let too_large = || FormatError::TooLarge { file_name: file_name.to_string(), part, limit_bytes: limit };
+    let too_large = || FormatError::TooLarge {
+        file_name: file_name.to_string(),
+        part,
+        limit_bytes: limit,
+    };
     if f.size() > limit {
         return Err(too_large());
     }
     let mut buf = Vec::with_capacity(f.size().min(limit) as usize);
-    (&mut f).take(limit + 1).read_to_end(&mut buf).map_err(|e| corrupt(format!("cannot decompress {name}: {e}")))?;
+    (&mut f)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| corrupt(format!("cannot decompress {name}: {e}")))?;
     if buf.len() as u64 > limit {
         return Err(too_large());
     }
@@ -1055,7 +1206,10 @@ fn read_zip_part(
 }
 
 fn extract_docx(file_name: &str, bytes: &[u8]) -> Result<String, FormatError> {
-    let corrupt = |detail: String| CorruptDocx { file_name: file_name.to_string(), detail };
+    let corrupt = |detail: String| CorruptDocx {
+        file_name: file_name.to_string(),
+        detail,
+    };
     if bytes.starts_with(OLE2_MAGIC) {
         return Err(FormatError::Unsupported {
             file_name: file_name.to_string(),
@@ -1065,15 +1219,28 @@ fn extract_docx(file_name: &str, bytes: &[u8]) -> Result<String, FormatError> {
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| corrupt(format!("it is not a readable ZIP archive: {e}")))?;
-    let xml = read_zip_part(&mut archive, DOCX_MAIN_PART, MAX_DOCX_XML_BYTES, file_name, "word/document.xml")?
-        .ok_or_else(|| corrupt("the archive has no word/document.xml".into()))?;
+    let xml = read_zip_part(
+        &mut archive,
+        DOCX_MAIN_PART,
+        MAX_DOCX_XML_BYTES,
+        file_name,
+        "word/document.xml",
+    )?
+    .ok_or_else(|| corrupt("the archive has no word/document.xml".into()))?;
     // Styles only name the heading styles; a missing or broken styles.xml is not fatal.
-    let styles = match read_zip_part(&mut archive, "word/styles.xml", MAX_DOCX_STYLES_BYTES, file_name, "word/styles.xml") {
+    let styles = match read_zip_part(
+        &mut archive,
+        "word/styles.xml",
+        MAX_DOCX_STYLES_BYTES,
+        file_name,
+        "word/styles.xml",
+    ) {
         Ok(Some(s)) => docx_heading_styles(&s),
         Ok(None) | Err(CorruptDocx { .. }) => HashMap::new(),
         Err(e) => return Err(e),
     };
-    docx_body_markdown(&xml, &styles).map_err(|e| corrupt(format!("word/document.xml is not well-formed XML: {e}")))
+    docx_body_markdown(&xml, &styles)
+        .map_err(|e| corrupt(format!("word/document.xml is not well-formed XML: {e}")))
 }
 
 fn is_w(ns: &quick_xml::name::ResolveResult<'_>) -> bool {
@@ -1102,7 +1269,10 @@ fn attr_val(e: &quick_xml::events::BytesStart<'_>, local: &str) -> Option<String
         let key = a.key.local_name();
         let key: &str = key.as_ref();
         if key == local {
-            return a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned());
+            return a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .ok()
+                .map(|v| v.into_owned());
         }
     }
     None
@@ -1146,7 +1316,14 @@ fn docx_heading_styles(xml: &[u8]) -> HashMap<String, u8> {
                         }
                         if attr_val(&e, "type").as_deref().unwrap_or("paragraph") == "paragraph" {
                             if let Some(id) = attr_val(&e, "styleId") {
-                                current = Some((id, Style { name: None, based_on: None, outline: None }));
+                                current = Some((
+                                    id,
+                                    Style {
+                                        name: None,
+                                        based_on: None,
+                                        outline: None,
+                                    },
+                                ));
                             }
                         }
                     }
@@ -1162,7 +1339,8 @@ fn docx_heading_styles(xml: &[u8]) -> HashMap<String, u8> {
                     }
                     "outlineLvl" => {
                         if let Some((_, s)) = current.as_mut() {
-                            s.outline = attr_val(&e, "val").and_then(|v| v.trim().parse::<u8>().ok());
+                            s.outline =
+                                attr_val(&e, "val").and_then(|v| v.trim().parse::<u8>().ok());
                         }
                     }
                     _ => {}
@@ -1246,8 +1424,13 @@ fn md_escape(s: &str, heading: bool) -> String {
             let next = chars.get(j + 1).copied();
             let escape = match c {
                 '\\' | '`' | '*' | '[' | ']' | '|' | '~' => true,
-                '_' => !(prev.is_some_and(|p| p.is_alphanumeric()) && next.is_some_and(|n| n.is_alphanumeric())),
-                '<' => next.is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')),
+                '_' => {
+                    !(prev.is_some_and(|p| p.is_alphanumeric())
+                        && next.is_some_and(|n| n.is_alphanumeric()))
+                }
+                '<' => {
+                    next.is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'))
+                }
                 '&' => next.is_some_and(|n| n.is_ascii_alphanumeric() || n == '#'),
                 '#' | '>' | '-' | '+' | '=' => j == 0,
                 '{' | '}' => heading,
@@ -1287,7 +1470,10 @@ fn render_table(rows: &[Vec<String>]) -> String {
     let line = |cells: &[String]| {
         let mut l = String::from("|");
         for i in 0..cols {
-            let c = cells.get(i).map(|c| md_escape(&c.replace('\n', " "), false)).unwrap_or_default();
+            let c = cells
+                .get(i)
+                .map(|c| md_escape(&c.replace('\n', " "), false))
+                .unwrap_or_default();
             l.push(' ');
             l.push_str(c.trim());
             l.push_str(" |");
@@ -1323,7 +1509,9 @@ fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Result<String
     let mut run_depth = 0usize;
     let mut ppr_depth = 0usize;
     loop {
-        let (ns, ev) = reader.read_resolved_event_into(&mut buf).map_err(|e| e.to_string())?;
+        let (ns, ev) = reader
+            .read_resolved_event_into(&mut buf)
+            .map_err(|e| e.to_string())?;
         let w = is_w(&ns);
         let mc = is_mc(&ns);
         if skip_depth > 0 {
@@ -1345,7 +1533,8 @@ fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Result<String
                 } else if w {
                     match local {
                         // Deleted text, tracked property changes, field codes.
-                        "del" | "moveFrom" | "pPrChange" | "rPrChange" | "delText" | "instrText" => skip_depth = 1,
+                        "del" | "moveFrom" | "pPrChange" | "rPrChange" | "delText"
+                        | "instrText" => skip_depth = 1,
                         "p" => frames.push(Frame::Para(Para::default())),
                         "pPr" => ppr_depth += 1,
                         "r" => run_depth += 1,
@@ -1353,7 +1542,9 @@ fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Result<String
                         "tbl" => frames.push(Frame::Table(Vec::new())),
                         "tr" => frames.push(Frame::Row(Vec::new())),
                         "tc" => frames.push(Frame::Cell(String::new())),
-                        _ => docx_empty_element(local, &e, &mut frames, styles, run_depth, ppr_depth),
+                        _ => {
+                            docx_empty_element(local, &e, &mut frames, styles, run_depth, ppr_depth)
+                        }
                     }
                 }
             }
@@ -1402,7 +1593,10 @@ fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Result<String
                                 let nested = frames.iter().any(|f| matches!(f, Frame::Cell(_)));
                                 let text = if nested {
                                     // A table inside a cell is flattened into the cell.
-                                    rows.iter().map(|r| r.join(" ")).collect::<Vec<_>>().join(" ")
+                                    rows.iter()
+                                        .map(|r| r.join(" "))
+                                        .collect::<Vec<_>>()
+                                        .join(" ")
                                 } else {
                                     render_table(&rows)
                                 };
@@ -1466,18 +1660,26 @@ fn docx_empty_element(
     run_depth: usize,
     ppr_depth: usize,
 ) {
-    let Some(Frame::Para(p)) = frames.last_mut() else { return };
+    let Some(Frame::Para(p)) = frames.last_mut() else {
+        return;
+    };
     match local {
         "tab" if run_depth > 0 => p.text.push('\t'),
         "br" | "cr" if run_depth > 0 => p.text.push('\n'),
         "noBreakHyphen" if run_depth > 0 => p.text.push('-'),
         "pStyle" if ppr_depth > 0 => {
             if let Some(id) = attr_val(e, "val") {
-                p.style_level = styles.get(&id).copied().or_else(|| heading_level_from_id(&id));
+                p.style_level = styles
+                    .get(&id)
+                    .copied()
+                    .or_else(|| heading_level_from_id(&id));
             }
         }
         "outlineLvl" if ppr_depth > 0 => {
-            p.outline_level = attr_val(e, "val").and_then(|v| v.trim().parse::<u8>().ok()).filter(|l| *l < 6).map(|l| l + 1);
+            p.outline_level = attr_val(e, "val")
+                .and_then(|v| v.trim().parse::<u8>().ok())
+                .filter(|l| *l < 6)
+                .map(|l| l + 1);
         }
         "numPr" if ppr_depth > 0 => p.list = true,
         _ => {}
@@ -1494,7 +1696,11 @@ fn render_para(p: &Para, in_cell: bool) -> String {
     }
     if let Some(level) = p.style_level.or(p.outline_level) {
         let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        return format!("{} {}", "#".repeat(level as usize), md_escape(&one_line, true));
+        return format!(
+            "{} {}",
+            "#".repeat(level as usize),
+            md_escape(&one_line, true)
+        );
     }
     let body = md_escape(text, false);
     if p.list {
@@ -1513,9 +1719,14 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/formats/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/formats/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let alt = format!("/work/main/tests/fixtures/formats/{name}");
-        std::fs::read(&path).or_else(|_| std::fs::read(&alt)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+        std::fs::read(&path)
+            .or_else(|_| std::fs::read(&alt))
+            .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
     }
 
     #[test]
@@ -1544,7 +1755,10 @@ mod tests {
         assert_eq!(detect("noext", b"<!DOCTYPE html><p>x"), FileKind::Html);
         assert_eq!(detect("noext", b"# Title\n\ntext"), FileKind::Markdown);
         assert_eq!(detect("noext", b"just words"), FileKind::Text);
-        assert_eq!(detect("noext", &fixture("utf8_bom.md")[..]), FileKind::Markdown);
+        assert_eq!(
+            detect("noext", &fixture("utf8_bom.md")[..]),
+            FileKind::Markdown
+        );
         assert_eq!(detect("", b""), FileKind::Text);
     }
 
@@ -1576,35 +1790,126 @@ mod tests {
     #[test]
     fn pdf_other_producer() {
         let e = extract("gs.pdf", &fixture("multipage_gs.pdf")).unwrap();
-        assert_eq!(e.text, "Ghostscript page one says hello.\n\nGhostscript page two says goodbye.");
+        assert_eq!(
+            e.text,
+            "Ghostscript page one says hello.\n\nGhostscript page two says goodbye."
+        );
     }
 
     #[test]
     fn pdf_errors() {
         let err = extract("secret.pdf", &fixture("encrypted.pdf")).unwrap_err();
-        assert_eq!(err, FormatError::EncryptedPdf { file_name: "secret.pdf".into() });
-        assert!(err.to_string().contains("secret.pdf") && err.to_string().contains("decrypted copy"), "{err}");
+        assert_eq!(
+            err,
+            FormatError::EncryptedPdf {
+                file_name: "secret.pdf".into()
+            }
+        );
+        assert!(
+            err.to_string().contains("secret.pdf") && err.to_string().contains("decrypted copy"),
+            "{err}"
+        );
 
         let err = extract("scan.pdf", &fixture("scanned.pdf")).unwrap_err();
-        assert_eq!(err, FormatError::NoTextLayer { file_name: "scan.pdf".into(), pages: 3 });
+        assert_eq!(
+            err,
+            FormatError::NoTextLayer {
+                file_name: "scan.pdf".into(),
+                pages: 3
+            }
+        );
         assert!(err.to_string().contains("run OCR first"), "{err}");
 
         let err = extract("cut.pdf", &fixture("truncated.pdf")).unwrap_err();
-        assert!(matches!(err, FormatError::CorruptPdf { ref file_name, .. } if file_name == "cut.pdf"), "{err:?}");
+        assert!(
+            matches!(err, FormatError::CorruptPdf { ref file_name, .. } if file_name == "cut.pdf"),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("truncated"), "{err}");
 
         let err = extract("fake.pdf", &fixture("not_a_pdf.pdf")).unwrap_err();
         assert!(matches!(err, FormatError::CorruptPdf { .. }), "{err:?}");
 
         let err = extract("renamed.pdf", b"hello, I am text").unwrap_err();
-        assert!(matches!(err, FormatError::CorruptPdf { ref detail, .. } if detail.contains("not a PDF")), "{err:?}");
+        assert!(
+            matches!(err, FormatError::CorruptPdf { ref detail, .. } if detail.contains("not a PDF")),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn pdf_owner_password_only_is_readable() {
         // Encrypted with an empty user password: readers open it without asking.
         let e = extract("restricted.pdf", &fixture("owner_only.pdf")).unwrap();
-        assert!(e.text.contains("Vacuum reclaims storage occupied by dead tuples."), "{}", e.text);
+        assert!(
+            e.text
+                .contains("Vacuum reclaims storage occupied by dead tuples."),
+            "{}",
+            e.text
+        );
+    }
+
+    /// A PDF built in memory: text in a Form XObject, a TJ array with a word
+    /// gap and with kerning, separate Tj runs on one line.
+    #[test]
+    fn pdf_forms_and_spacing() {
+        use lopdf::{Dictionary, Document, Object, Stream};
+        let mut doc = Document::with_version("1.5");
+        let mut font = Dictionary::new();
+        font.set("Type", Object::Name(b"Font".to_vec()));
+        font.set("Subtype", Object::Name(b"Type1".to_vec()));
+        font.set("BaseFont", Object::Name(b"Courier".to_vec()));
+        font.set("FirstChar", Object::Integer(32));
+        font.set("Widths", Object::Array(vec![Object::Integer(600); 95]));
+        let font_id = doc.add_object(font);
+        let mut fonts = Dictionary::new();
+        fonts.set("F1", Object::Reference(font_id));
+        let mut form_res = Dictionary::new();
+        form_res.set("Font", Object::Dictionary(fonts.clone()));
+        let mut form_dict = Dictionary::new();
+        form_dict.set("Type", Object::Name(b"XObject".to_vec()));
+        form_dict.set("Subtype", Object::Name(b"Form".to_vec()));
+        form_dict.set(
+            "BBox",
+            Object::Array(vec![0.into(), 0.into(), 600.into(), 800.into()]),
+        );
+        form_dict.set("Resources", Object::Dictionary(form_res));
+        let form_id = doc.add_object(Stream::new(
+            form_dict,
+            b"BT /F1 10 Tf 72 500 Td (Text inside a form.) Tj ET".to_vec(),
+        ));
+        let mut xobjects = Dictionary::new();
+        xobjects.set("X1", Object::Reference(form_id));
+        let mut res = Dictionary::new();
+        res.set("Font", Object::Dictionary(fonts));
+        res.set("XObject", Object::Dictionary(xobjects));
+        let content = b"BT /F1 10 Tf 72 700 Td [(Kern)-40(ed)-700(gap)] TJ (.) Tj 30 0 Td (far) Tj 0 -12 Td (next line) Tj ET /X1 Do".to_vec();
+        let content_id = doc.add_object(Stream::new(Dictionary::new(), content));
+        let pages_id = doc.new_object_id();
+        let mut page = Dictionary::new();
+        page.set("Type", Object::Name(b"Page".to_vec()));
+        page.set("Parent", Object::Reference(pages_id));
+        page.set("Contents", Object::Reference(content_id));
+        page.set("Resources", Object::Dictionary(res));
+        page.set(
+            "MediaBox",
+            Object::Array(vec![0.into(), 0.into(), 600.into(), 800.into()]),
+        );
+        let page_id = doc.add_object(page);
+        let mut pages = Dictionary::new();
+        pages.set("Type", Object::Name(b"Pages".to_vec()));
+        pages.set("Kids", Object::Array(vec![Object::Reference(page_id)]));
+        pages.set("Count", Object::Integer(1));
+        doc.objects.insert(pages_id, Object::Dictionary(pages));
+        let mut catalog = Dictionary::new();
+        catalog.set("Type", Object::Name(b"Catalog".to_vec()));
+        catalog.set("Pages", Object::Reference(pages_id));
+        let catalog_id = doc.add_object(catalog);
+        doc.trailer.set("Root", Object::Reference(catalog_id));
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).unwrap();
+        let e = extract("built.pdf", &bytes).unwrap();
+        assert_eq!(e.text, "Kerned gap. far\nnext line\n\nText inside a form.");
     }
 
     #[test]
@@ -1642,42 +1947,78 @@ mod tests {
         assert_eq!(e.kind, FileKind::Docx);
         assert_eq!(e.text_format, DocFormat::Markdown);
         let t = &e.text;
-        assert!(t.starts_with("# Operations Handbook\n\nThis handbook explains routine database maintenance."), "{t}");
+        assert!(
+            t.starts_with(
+                "# Operations Handbook\n\nThis handbook explains routine database maintenance."
+            ),
+            "{t}"
+        );
         assert!(t.contains("\n# Backups\n"), "{t}");
         assert!(t.contains("\n## Restore drills\n"), "{t}");
         assert!(t.contains("\n# Monitoring\n"), "{t}");
-        assert!(t.contains("Practice a restore once a month.\\\nSecond line after a break."), "{t}");
+        assert!(
+            t.contains("Practice a restore once a month.\\\nSecond line after a break."),
+            "{t}"
+        );
         assert!(t.contains("Column A\tColumn B"), "{t}");
         assert!(t.contains("| Metric | Warn | Critical |\n| --- | --- | --- |\n| lag_seconds | 30 | 300 |\n| disk_used_pct | 80 | 95 |"), "{t}");
         assert!(t.ends_with("Text after the table."), "{t}");
 
         // The structure survives parse::parse, by the file name too (the
         // text starts with a heading, so it sniffs as Markdown).
-        for d in [e.parse("handbook.docx").unwrap(), parse::parse("handbook.docx", &e.text).unwrap()] {
+        for d in [
+            e.parse("handbook.docx").unwrap(),
+            parse::parse("handbook.docx", &e.text).unwrap(),
+        ] {
             assert_eq!(d.format, DocFormat::Markdown);
             assert_eq!(d.title.as_deref(), Some("Operations Handbook"));
             let find = |needle: &str| {
-                d.sections.iter().find(|s| s.text.contains(needle)).unwrap_or_else(|| panic!("{needle} not in {d:?}"))
+                d.sections
+                    .iter()
+                    .find(|s| s.text.contains(needle))
+                    .unwrap_or_else(|| panic!("{needle} not in {d:?}"))
             };
             assert_eq!(find("base backup").headings, vec!["Backups".to_string()]);
             let drills = find("Practice a restore");
-            assert_eq!(drills.headings, vec!["Backups".to_string(), "Restore drills".to_string()]);
-            assert!(drills.text.contains("once a month.\nSecond line"), "{:?}", drills.text);
+            assert_eq!(
+                drills.headings,
+                vec!["Backups".to_string(), "Restore drills".to_string()]
+            );
+            assert!(
+                drills.text.contains("once a month.\nSecond line"),
+                "{:?}",
+                drills.text
+            );
             let mon = find("replication lag");
             assert_eq!(mon.headings, vec!["Monitoring".to_string()]);
-            assert!(mon.text.contains("Metric | Warn | Critical\nlag_seconds | 30 | 300\ndisk_used_pct | 80 | 95"), "{:?}", mon.text);
-            assert_eq!(find("routine database").headings, vec!["Operations Handbook".to_string()]);
+            assert!(
+                mon.text.contains(
+                    "Metric | Warn | Critical\nlag_seconds | 30 | 300\ndisk_used_pct | 80 | 95"
+                ),
+                "{:?}",
+                mon.text
+            );
+            assert_eq!(
+                find("routine database").headings,
+                vec!["Operations Handbook".to_string()]
+            );
         }
     }
 
     #[test]
     fn docx_errors() {
         let err = extract("broken.docx", &fixture("corrupt.docx")).unwrap_err();
-        assert!(matches!(err, FormatError::CorruptDocx { ref file_name, .. } if file_name == "broken.docx"), "{err:?}");
+        assert!(
+            matches!(err, FormatError::CorruptDocx { ref file_name, .. } if file_name == "broken.docx"),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("broken.docx"), "{err}");
 
         let err = extract("zip.docx", &fixture("not_word.docx")).unwrap_err();
-        assert!(matches!(err, FormatError::CorruptDocx { ref detail, .. } if detail.contains("word/document.xml")), "{err:?}");
+        assert!(
+            matches!(err, FormatError::CorruptDocx { ref detail, .. } if detail.contains("word/document.xml")),
+            "{err:?}"
+        );
 
         let err = extract("x.docx", b"not a zip at all").unwrap_err();
         assert!(matches!(err, FormatError::CorruptDocx { .. }), "{err:?}");
@@ -1694,7 +2035,11 @@ mod tests {
             for &b in data {
                 crc ^= b as u32;
                 for _ in 0..8 {
-                    crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                    crc = if crc & 1 != 0 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
                 }
             }
             !crc
@@ -1714,7 +2059,8 @@ mod tests {
             h.extend_from_slice(name.as_bytes());
             out.extend_from_slice(&h);
             out.extend_from_slice(data);
-            central.extend_from_slice(&[0x50, 0x4b, 0x01, 0x02, 20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            central
+                .extend_from_slice(&[0x50, 0x4b, 0x01, 0x02, 20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
             central.extend_from_slice(&crc.to_le_bytes());
             central.extend_from_slice(&(data.len() as u32).to_le_bytes());
             central.extend_from_slice(&(data.len() as u32).to_le_bytes());
@@ -1754,29 +2100,55 @@ mod tests {
         let styles = r#"<w:styles xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">
 <w:style w:type="paragraph" w:styleId="berschrift1"><w:name w:val="heading 1"/></w:style>
 </w:styles>"#;
-        let zip = stored_zip(&[("word/document.xml", xml.as_bytes()), ("word/styles.xml", styles.as_bytes())]);
+        let zip = stored_zip(&[
+            ("word/document.xml", xml.as_bytes()),
+            ("word/styles.xml", styles.as_bytes()),
+        ]);
         let e = extract("de.docx", &zip).unwrap();
         let t = &e.text;
         assert!(t.starts_with("# Einleitung \\{x\\}\n\n"), "{t}");
-        assert!(t.contains("Use \\*stars\\*, \\<table_name> & a_b AT\\&T \\&copy; kept"), "{t}");
-        assert!(!t.contains("gone") && !t.contains("PAGEREF") && !t.contains("drawingml"), "{t}");
+        assert!(
+            t.contains("Use \\*stars\\*, \\<table_name> & a_b AT\\&T \\&copy; kept"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("gone") && !t.contains("PAGEREF") && !t.contains("drawingml"),
+            "{t}"
+        );
         assert!(t.contains("\n\n\\---\n\n"), "{t}");
         assert!(t.contains("\n## Direct outline\n"), "{t}");
         assert!(t.contains("\n- bullet item\n"), "{t}");
         assert_eq!(t.matches("in a text box").count(), 1, "{t}");
-        assert!(t.contains("| a\\|b second para | inner |\n| --- | --- |\n| only one |  |"), "{t}");
+        assert!(
+            t.contains("| a\\|b second para | inner |\n| --- | --- |\n| only one |  |"),
+            "{t}"
+        );
         assert!(t.ends_with("☺ end"), "{t}");
 
         let d = e.parse("de.docx").unwrap();
-        let all: String = d.sections.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("\n");
-        assert!(all.contains("Use *stars*, <table_name> & a_b AT&T &copy; kept"), "{all}");
+        let all: String = d
+            .sections
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            all.contains("Use *stars*, <table_name> & a_b AT&T &copy; kept"),
+            "{all}"
+        );
         assert!(all.contains("---"), "{all}");
         assert!(all.contains("a|b second para | inner"), "{all}");
         assert_eq!(d.sections[0].headings, vec!["Einleitung {x}".to_string()]);
 
         // Broken XML → CorruptDocx; stored zip without styles is fine.
-        let bad = stored_zip(&[("word/document.xml", b"<w:document xmlns:w='x'><w:body><w:p></w:body>")]);
-        assert!(matches!(extract("bad.docx", &bad), Err(FormatError::CorruptDocx { .. })));
+        let bad = stored_zip(&[(
+            "word/document.xml",
+            b"<w:document xmlns:w='x'><w:body><w:p></w:body>",
+        )]);
+        assert!(matches!(
+            extract("bad.docx", &bad),
+            Err(FormatError::CorruptDocx { .. })
+        ));
         let no_styles = stored_zip(&[(
             "word/document.xml",
             br#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:pPr><w:pStyle w:val="Heading2"/></w:pPr><w:r><w:t>H</w:t></w:r></w:p></w:body></w:document>"#,
@@ -1792,7 +2164,10 @@ mod tests {
         let big = (MAX_DOCX_XML_BYTES + 1) as u32;
         // local header uncompressed size at 22, central directory's at cd+24
         z[22..26].copy_from_slice(&big.to_le_bytes());
-        let cd = z.windows(4).position(|w| w == [0x50, 0x4b, 0x01, 0x02]).unwrap();
+        let cd = z
+            .windows(4)
+            .position(|w| w == [0x50, 0x4b, 0x01, 0x02])
+            .unwrap();
         z[cd + 24..cd + 28].copy_from_slice(&big.to_le_bytes());
         match extract("bomb.docx", &z) {
             Err(FormatError::TooLarge { part, .. }) => assert_eq!(part, "word/document.xml"),
@@ -1810,8 +2185,14 @@ mod tests {
             assert_eq!(e.text_format, DocFormat::PlainText);
         }
         // BOM-less UTF-16LE
-        let raw: Vec<u8> = "Hello UTF-16 without a BOM, plain ASCII.".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
-        assert_eq!(extract("nobom.txt", &raw).unwrap().text, "Hello UTF-16 without a BOM, plain ASCII.");
+        let raw: Vec<u8> = "Hello UTF-16 without a BOM, plain ASCII."
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        assert_eq!(
+            extract("nobom.txt", &raw).unwrap().text,
+            "Hello UTF-16 without a BOM, plain ASCII."
+        );
 
         let e = extract("bom.md", &fixture("utf8_bom.md")).unwrap();
         assert_eq!(e.kind, FileKind::Markdown);
@@ -1828,10 +2209,20 @@ mod tests {
     fn text_errors() {
         let err = extract("latin1.txt", &fixture("latin1.txt")).unwrap_err();
         assert!(matches!(err, FormatError::NotText { .. }), "{err:?}");
-        assert!(err.to_string().contains("is not UTF-8 text") && err.to_string().contains("convert it to UTF-8"), "{err}");
+        assert!(
+            err.to_string().contains("is not UTF-8 text")
+                && err.to_string().contains("convert it to UTF-8"),
+            "{err}"
+        );
 
         let err = extract("bin.txt", b"abc\0def").unwrap_err();
-        assert_eq!(err, FormatError::BinaryContent { file_name: "bin.txt".into(), offset: 3 });
+        assert_eq!(
+            err,
+            FormatError::BinaryContent {
+                file_name: "bin.txt".into(),
+                offset: 3
+            }
+        );
 
         // A single stray byte in a larger file is replaced, not fatal.
         let mut s = "ok text. ".repeat(300).into_bytes();
@@ -1839,7 +2230,11 @@ mod tests {
         let e = extract("mostly.txt", &s).unwrap();
         assert!(e.text.contains('\u{fffd}'));
 
-        let err = extract("old.doc", &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0]).unwrap_err();
+        let err = extract(
+            "old.doc",
+            &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0],
+        )
+        .unwrap_err();
         assert!(matches!(err, FormatError::Unsupported { .. }), "{err:?}");
         let err = extract("scan.png", b"\x89PNG\r\n\x1a\nrest").unwrap_err();
         assert!(err.to_string().contains("run OCR"), "{err}");
@@ -1848,14 +2243,40 @@ mod tests {
     #[test]
     fn error_messages_name_the_file() {
         let errs = [
-            FormatError::NotText { file_name: "f1".into(), invalid_bytes: 1, total_bytes: 2 },
-            FormatError::BinaryContent { file_name: "f1".into(), offset: 0 },
-            FormatError::CorruptPdf { file_name: "f1".into(), detail: "d".into() },
-            FormatError::EncryptedPdf { file_name: "f1".into() },
-            FormatError::NoTextLayer { file_name: "f1".into(), pages: 1 },
-            FormatError::CorruptDocx { file_name: "f1".into(), detail: "d".into() },
-            FormatError::TooLarge { file_name: "f1".into(), part: "p", limit_bytes: 1 << 20 },
-            FormatError::Unsupported { file_name: "f1".into(), what: "w", advice: "a" },
+            FormatError::NotText {
+                file_name: "f1".into(),
+                invalid_bytes: 1,
+                total_bytes: 2,
+            },
+            FormatError::BinaryContent {
+                file_name: "f1".into(),
+                offset: 0,
+            },
+            FormatError::CorruptPdf {
+                file_name: "f1".into(),
+                detail: "d".into(),
+            },
+            FormatError::EncryptedPdf {
+                file_name: "f1".into(),
+            },
+            FormatError::NoTextLayer {
+                file_name: "f1".into(),
+                pages: 1,
+            },
+            FormatError::CorruptDocx {
+                file_name: "f1".into(),
+                detail: "d".into(),
+            },
+            FormatError::TooLarge {
+                file_name: "f1".into(),
+                part: "p",
+                limit_bytes: 1 << 20,
+            },
+            FormatError::Unsupported {
+                file_name: "f1".into(),
+                what: "w",
+                advice: "a",
+            },
         ];
         for e in errs {
             assert!(e.to_string().contains("\"f1\""), "{e}");

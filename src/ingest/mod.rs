@@ -4,7 +4,6 @@
 //! (`rag.ingest_document`, `rag.delete_document`) and the checks on user input.
 
 pub mod chunk;
-#[path = "formats_stub.rs"]
 pub mod formats;
 pub mod parse;
 pub mod store;

@@ -2,7 +2,7 @@
 //! values formatted into DDL are integers and identifiers/literals quoted by Postgres' `format()`.
 
 use super::PreparedDocument;
-use crate::errors::{self, SpiOk};
+use crate::errors::{self, NoRowIsNone, SpiOk};
 use crate::guc;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
@@ -41,7 +41,7 @@ pub fn lock_hash(hash: &str) {
 }
 
 pub fn find_by_hash(hash: &str) -> Option<Uuid> {
-    Spi::get_one_with_args::<Uuid>(FIND_BY_HASH, &[hash.into()]).or_raise("looking up a document by hash")
+    Spi::get_one_with_args::<Uuid>(FIND_BY_HASH, &[hash.into()]).no_row_is_none().or_raise("looking up a document by hash")
 }
 
 /// Insert a prepared document and its chunks; returns the new document id.
@@ -87,7 +87,7 @@ pub fn insert_document(doc: &PreparedDocument) -> Uuid {
 }
 
 pub fn delete_document(id: Uuid) -> bool {
-    Spi::get_one_with_args::<Uuid>(DELETE_DOCUMENT, &[id.into()]).or_raise("deleting the document").is_some()
+    Spi::get_one_with_args::<Uuid>(DELETE_DOCUMENT, &[id.into()]).no_row_is_none().or_raise("deleting the document").is_some()
 }
 
 /// pgvector's text form, `[x,y,...]`.
@@ -107,6 +107,7 @@ pub fn vector_literal(v: &[f32]) -> String {
 /// The dimension recorded for a model, if it has stored vectors.
 pub fn model_dimensions(model: &str) -> Option<usize> {
     Spi::get_one_with_args::<i32>(MODEL_DIMENSIONS, &[model.into()])
+        .no_row_is_none()
         .or_raise("reading rag.embedding_models")
         .map(|d| d as usize)
 }

@@ -13,27 +13,21 @@ use pgrx::{JsonB, Uuid};
 
 const CREATE_BATCH: &str = "INSERT INTO rag.job_batches (total_tasks) VALUES ($1) RETURNING id";
 
-/// One task row and one pgmq message per file, in one statement.
-const ENQUEUE: &str = "\
-WITH t AS (
-    INSERT INTO rag.job_tasks (batch_id, file_name, content, file_size_bytes, metadata)
-    SELECT $1, f.name, f.content, octet_length(f.content), $4
-    FROM unnest($2::text[], $3::bytea[]) AS f(name, content)
-    RETURNING id
-), m AS (
-    SELECT t.id, pgmq.send($5, jsonb_build_object('task_id', t.id)) AS msg_id FROM t
-)
-UPDATE rag.job_tasks j SET msg_id = m.msg_id FROM m WHERE j.id = m.id";
+const INSERT_TASKS: &str = "\
+INSERT INTO rag.job_tasks (batch_id, file_name, content, file_size_bytes, metadata)
+SELECT $1, f.name, f.content, octet_length(f.content), $4
+FROM unnest($2::text[], $3::bytea[]) AS f(name, content)";
+
+/// One pgmq message per task of the batch (the correlated subquery runs once per row).
+const SEND_MESSAGES: &str = "\
+UPDATE rag.job_tasks t SET msg_id = (SELECT pgmq.send($2, jsonb_build_object('task_id', t.id)))
+WHERE t.batch_id = $1 AND t.status = 'pending'";
 
 const RETRY_FAILED: &str = "\
-WITH f AS (
-    UPDATE rag.job_tasks SET status = 'pending', attempts = 0, error_message = NULL, updated_at = now()
-    WHERE batch_id = $1 AND status = 'failed' AND content IS NOT NULL
-    RETURNING id
-), m AS (
-    SELECT f.id, pgmq.send($2, jsonb_build_object('task_id', f.id)) AS msg_id FROM f
-)
-UPDATE rag.job_tasks j SET msg_id = m.msg_id FROM m WHERE j.id = m.id";
+UPDATE rag.job_tasks t
+SET status = 'pending', attempts = 0, error_message = NULL, updated_at = now(),
+    msg_id = (SELECT pgmq.send($2, jsonb_build_object('task_id', t.id)))
+WHERE t.batch_id = $1 AND t.status = 'failed' AND t.content IS NOT NULL";
 
 /// Queue files for ingestion; returns the batch id. Runs in the caller's transaction: a rollback
 /// takes the batch, its tasks and its messages with it.
@@ -62,8 +56,9 @@ fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, met
         .or_raise("creating the batch")
         .unwrap_or_else(|| errors::invalid("creating the batch returned no id", ""));
     if !names.is_empty() {
-        Spi::run_with_args(ENQUEUE, &[batch.into(), names.into(), contents.into(), metadata.into(), task::QUEUE.into()])
-            .or_raise("queueing the files");
+        Spi::run_with_args(INSERT_TASKS, &[batch.into(), names.into(), contents.into(), metadata.into()])
+            .or_raise("recording the files");
+        Spi::run_with_args(SEND_MESSAGES, &[batch.into(), task::QUEUE.into()]).or_raise("queueing the files");
     }
     batch
 }

@@ -11,6 +11,7 @@
 //! document, and re-delivery finds the document by content hash: each file ends up exactly once.
 
 use crate::errors::SpiOk;
+use pgrx::spi::SpiError;
 use crate::guc;
 use crate::ingest::{self, formats, store, PreparedDocument};
 use pgrx::prelude::*;
@@ -60,8 +61,11 @@ pub struct Claimed {
 pub fn claim() -> Option<Claimed> {
     loop {
         let vt = guc::VISIBILITY_TIMEOUT_S.get();
-        let (msg_id, _read_ct, task_id) = Spi::get_three_with_args::<i64, i32, Uuid>(READ_MESSAGE, &[QUEUE.into(), vt.into()])
-            .or_raise("reading the ingestion queue");
+        let (msg_id, _read_ct, task_id) =
+            match Spi::get_three_with_args::<i64, i32, Uuid>(READ_MESSAGE, &[QUEUE.into(), vt.into()]) {
+                Err(SpiError::InvalidPosition) => return None,
+                other => other.or_raise("reading the ingestion queue"),
+            };
         let msg_id = msg_id?;
         let Some(task_id) = task_id else {
             archive(msg_id);

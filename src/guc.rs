@@ -34,6 +34,15 @@ pub static VISIBILITY_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static MAX_MESSAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 pub static TEMPORARY_SESSION_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 
+pub static LLM_PROVIDER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"extractive"));
+pub static LLM_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LLM_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LLM_API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LLM_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(120_000);
+pub static LLM_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
+pub static CHAT_TOKEN_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(3000);
+pub static CHAT_HISTORY_MESSAGES: GucSetting<i32> = GucSetting::<i32>::new(10);
+
 /// Read a string GUC as an owned Rust string; `None` when unset or empty.
 pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting
@@ -250,6 +259,78 @@ pub fn register() {
         1,
         i32::MAX,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.llm_provider",
+        c"Answer generator of rag.ask: extractive (offline, quotes the sources), ollama, or openai.",
+        c"",
+        &LLM_PROVIDER,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.llm_model",
+        c"Chat model for rag.ask; a session's llm_model overrides it. Defaults: ollama llama3.2, openai gpt-4o-mini.",
+        c"",
+        &LLM_MODEL,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.llm_url",
+        c"Base URL of the chat model server (superuser only).",
+        c"Defaults: ollama http://127.0.0.1:11434, openai https://api.openai.com.",
+        &LLM_URL,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"rag.llm_api_key",
+        c"API key sent as a Bearer token to the chat model server (superuser only, never shown).",
+        c"",
+        &LLM_API_KEY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.llm_timeout_ms",
+        c"Timeout of one request to the chat model server.",
+        c"",
+        &LLM_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.llm_max_retries",
+        c"Retries of a failed chat model request (connection errors, timeouts, 5xx, 429).",
+        c"",
+        &LLM_MAX_RETRIES,
+        0,
+        100,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.chat_token_budget",
+        c"Approximate tokens of sources and history rag.ask puts into a prompt.",
+        c"",
+        &CHAT_TOKEN_BUDGET,
+        256,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.chat_history_messages",
+        c"Most recent messages of a session that rag.ask considers.",
+        c"",
+        &CHAT_HISTORY_MESSAGES,
+        0,
+        1000,
+        GucContext::Userset,
         GucFlags::default(),
     );
 }

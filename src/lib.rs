@@ -7,11 +7,13 @@
 //! - `embed`    embedding providers: built-in model, Ollama, OpenAI-compatible
 //! - `search`   BM25 (pg_search), vectors (pgvector), and their RRF fusion
 //! - `queue`    pgmq ingestion queue, the background worker, batch progress
+//! - `chat`     rag.ask: grounded answers in a chat session (sessions themselves are sql/chat.sql)
 //!
 //! The schema is `sql/schema.sql`; upgrades are `sql/ragbench--<from>--<to>.sql`.
 
 use pgrx::prelude::*;
 
+pub mod chat;
 pub mod embed;
 mod errors;
 mod guc;
@@ -34,7 +36,6 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
 mod tests;
 
 /// Used by `cargo pgrx test`: the test cluster preloads the extension like production does.

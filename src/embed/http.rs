@@ -97,17 +97,18 @@ impl std::fmt::Debug for HttpConfig {
     }
 }
 
-type Sleeper = Arc<dyn Fn(Duration) + Send + Sync>;
+pub(crate) type Sleeper = Arc<dyn Fn(Duration) + Send + Sync>;
 
-/// What both providers share: client, endpoint, retry loop, checks.
-struct HttpCore {
+/// What both providers share: client, endpoint, retry loop, checks. Also used by the chat
+/// clients (`crate::chat::llm`), which map its [`EmbedError`]s to their own error type.
+pub(crate) struct HttpCore {
     provider: &'static str,
-    model_id: String,
+    pub(crate) model_id: String,
     client: reqwest::blocking::Client,
     /// Endpoint actually requested.
     url: reqwest::Url,
     /// Endpoint as shown in messages (userinfo removed).
-    display_url: String,
+    pub(crate) display_url: String,
     api_key: Option<String>,
     timeout: Duration,
     max_retries: u32,
@@ -115,11 +116,15 @@ struct HttpCore {
     expected_dims: Option<usize>,
     /// Dimension seen in the first response (0 = none yet).
     seen_dims: AtomicUsize,
-    sleeper: Sleeper,
+    pub(crate) sleeper: Sleeper,
 }
 
 impl HttpCore {
-    fn new(provider: &'static str, cfg: HttpConfig, path: &str) -> Result<Self, EmbedError> {
+    pub(crate) fn new(
+        provider: &'static str,
+        cfg: HttpConfig,
+        path: &str,
+    ) -> Result<Self, EmbedError> {
         let config_err = |detail: String| EmbedError::Config {
             provider: provider.to_string(),
             detail,
@@ -234,7 +239,7 @@ impl HttpCore {
         }
     }
 
-    fn malformed(&self, detail: impl Into<String>) -> EmbedError {
+    pub(crate) fn malformed(&self, detail: impl Into<String>) -> EmbedError {
         EmbedError::MalformedResponse {
             provider: self.provider.to_string(),
             url: self.display_url.clone(),
@@ -316,7 +321,7 @@ impl HttpCore {
     }
 
     /// POST with retries; parses the 2xx body as JSON of type `T`.
-    fn post<T: for<'de> Deserialize<'de>>(
+    pub(crate) fn post<T: for<'de> Deserialize<'de>>(
         &self,
         body: &serde_json::Value,
     ) -> Result<T, EmbedError> {
@@ -711,35 +716,36 @@ impl Embedder for OpenAiEmbedder {
     }
 }
 
+/// Minimal HTTP/1.1 test server and helpers, shared by the HTTP client tests of the
+/// embedding providers and of the chat clients (`crate::chat::llm`).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_server {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
     use std::thread::JoinHandle;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     #[derive(Clone, Debug)]
-    struct Req {
-        method: String,
-        path: String,
-        headers: Vec<(String, String)>,
-        body: String,
+    pub(crate) struct Req {
+        pub(crate) method: String,
+        pub(crate) path: String,
+        pub(crate) headers: Vec<(String, String)>,
+        pub(crate) body: String,
     }
 
     impl Req {
-        fn header(&self, name: &str) -> Option<&str> {
+        pub(crate) fn header(&self, name: &str) -> Option<&str> {
             self.headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.as_str())
         }
-        fn json(&self) -> serde_json::Value {
+        pub(crate) fn json(&self) -> serde_json::Value {
             serde_json::from_str(&self.body).expect("request body is JSON")
         }
-        fn inputs(&self) -> Vec<String> {
+        pub(crate) fn inputs(&self) -> Vec<String> {
             self.json()["input"]
                 .as_array()
                 .expect("input array")
@@ -749,14 +755,14 @@ mod tests {
         }
     }
 
-    struct Resp {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: String,
-        delay: Duration,
+    pub(crate) struct Resp {
+        pub(crate) status: u16,
+        pub(crate) headers: Vec<(&'static str, String)>,
+        pub(crate) body: String,
+        pub(crate) delay: Duration,
     }
 
-    fn resp(status: u16, body: impl Into<String>) -> Resp {
+    pub(crate) fn resp(status: u16, body: impl Into<String>) -> Resp {
         Resp {
             status,
             headers: Vec::new(),
@@ -767,7 +773,7 @@ mod tests {
 
     /// Minimal HTTP/1.1 server on 127.0.0.1:0 (one connection at a time,
     /// `Connection: close`). Stops when dropped, or by itself after 30 s.
-    struct TestServer {
+    pub(crate) struct TestServer {
         addr: std::net::SocketAddr,
         reqs: Arc<Mutex<Vec<Req>>>,
         stop: Arc<AtomicBool>,
@@ -775,7 +781,7 @@ mod tests {
     }
 
     impl TestServer {
-        fn start(handler: impl Fn(usize, &Req) -> Resp + Send + 'static) -> Self {
+        pub(crate) fn start(handler: impl Fn(usize, &Req) -> Resp + Send + 'static) -> Self {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.set_nonblocking(true).expect("nonblocking");
             let addr = listener.local_addr().expect("addr");
@@ -801,11 +807,11 @@ mod tests {
             }
         }
 
-        fn base_url(&self) -> String {
+        pub(crate) fn base_url(&self) -> String {
             format!("http://{}", self.addr)
         }
 
-        fn requests(&self) -> Vec<Req> {
+        pub(crate) fn requests(&self) -> Vec<Req> {
             self.reqs.lock().expect("lock").clone()
         }
     }
@@ -879,6 +885,24 @@ mod tests {
         stream.flush()
     }
 
+    /// A sleeper that records the requested waits instead of sleeping.
+    pub(crate) fn recorder() -> (
+        Arc<Mutex<Vec<Duration>>>,
+        impl Fn(Duration) + Send + Sync + 'static,
+    ) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l2 = log.clone();
+        (log, move |d| l2.lock().expect("lock").push(d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_server::{recorder, resp, Req, Resp, TestServer};
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
     /// Vector for input text "t{i}" (prefixes ignored): [i, len, 1].
     fn vec_for(text: &str) -> Vec<f32> {
         let num: f32 = text
@@ -904,15 +928,6 @@ mod tests {
             batch_size: 4,
             dimensions: None,
         }
-    }
-
-    fn recorder() -> (
-        Arc<Mutex<Vec<Duration>>>,
-        impl Fn(Duration) + Send + Sync + 'static,
-    ) {
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let l2 = log.clone();
-        (log, move |d| l2.lock().expect("lock").push(d))
     }
 
     fn texts(n: usize) -> Vec<String> {

@@ -181,7 +181,8 @@ impl std::error::Error for EmbedError {
     }
 }
 
-fn status_reason(status: u16) -> Option<&'static str> {
+/// Reason phrase of common HTTP statuses (also used by `crate::chat::llm`).
+pub(crate) fn status_reason(status: u16) -> Option<&'static str> {
     Some(match status {
         400 => "Bad Request",
         401 => "Unauthorized",

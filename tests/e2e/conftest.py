@@ -20,6 +20,8 @@ class Cluster:
             PGDATA=os.environ.get("E2E_PGDATA", str(ROOT / ".stack" / "e2e-pgdata")),
             PGPORT=os.environ.get("E2E_PGPORT", "55418"),
             DB="ragbench",
+            # short visibility timeout so crash tests see re-delivery quickly; fast polling
+            EXTRA_CONF="rag.visibility_timeout = 5\nrag.worker_poll_interval_ms = 200",
         )
         self.url = f"postgresql://ragbench@127.0.0.1:{self.env['PGPORT']}/ragbench"
 

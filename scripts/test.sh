@@ -29,6 +29,7 @@ started=$(date +%s)
 
 step "Rust unit tests and #[pg_test] (cargo pgrx test --release)"
 rm -rf "$TEST_PGDATA"
+install -d -o "$RUN_USER" "$TEST_PGDATA"   # pgrx creates the cluster below it as $RUN_USER
 cargo pgrx test --release pg17 --runas "$RUN_USER" --pgdata "$TEST_PGDATA"
 
 step "end-to-end tests (pytest, cluster with shared_preload_libraries = 'ragbench, pg_search')"

@@ -90,7 +90,8 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
     let embedding = if p.vector_weight > 0.0 { query_embedding(query) } else { None };
     let (qv, model, dims, vec_limit) = match embedding {
         Some((v, m, d)) => (v, m, d, p.candidates),
-        None => (Vec::new(), String::new(), 1, 0),
+        // vector leg off: a placeholder 1-d vector, LIMIT 0, and a model no row has
+        None => (vec![1.0], String::new(), 1, 0),
     };
     let bm25_limit = if p.bm25_weight > 0.0 { p.candidates } else { 0 };
     let filter_sql = if p.filter.is_some() { "AND metadata @> $4" } else { "" };

@@ -70,12 +70,12 @@ mod tests {
         assert!(!all.contains("alert") && !all.contains("color:red") && !all.contains('<'), "{all}");
     }
 
-    #[pg_test(error = "cannot ingest 'empty.txt': document empty.txt contains no text after parsing")]
+    #[pg_test(error = "cannot ingest 'empty.txt': document \"empty.txt\" contains no text after parsing (it is empty, whitespace only, or only markup)")]
     fn empty_content_is_refused() {
         Spi::run("SELECT rag.ingest_document('empty.txt', '')").unwrap();
     }
 
-    #[pg_test(error = "cannot ingest 'blank.txt': document blank.txt contains no text after parsing")]
+    #[pg_test(error = "cannot ingest 'blank.txt': document \"blank.txt\" contains no text after parsing (it is empty, whitespace only, or only markup)")]
     fn whitespace_content_is_refused() {
         Spi::run("SELECT rag.ingest_document('blank.txt', E'  \\n\\t  ')").unwrap();
     }

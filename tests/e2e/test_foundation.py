@@ -18,7 +18,7 @@ QUESTIONS = {
     "physically reorder a table based on an index": "sql-cluster.html",
     "copy data between a file and a table": "sql-copy.html",
     "empty a table quickly truncate": "sql-truncate.html",
-    "generate a notification on a channel": "sql-notify.html",
+    "send a notification event with an optional payload string": "sql-notify.html",
     "force a write-ahead log checkpoint": "sql-checkpoint.html",
     "show the execution plan of a statement": "sql-explain.html",
 }

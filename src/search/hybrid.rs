@@ -36,8 +36,8 @@ WITH bm25 AS (
            coalesce($7 / ($9 + b.r), 0) + coalesce($8 / ($9 + v.r), 0) AS score
     FROM bm25 b FULL JOIN vec v ON v.id = b.id
 )
-SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, f.score::float8,
-       f.bm25_rank::int, f.vector_rank::int, c.metadata
+SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, f.score::float8, c.metadata,
+       f.bm25_rank::int, f.vector_rank::int
 FROM fused f
 JOIN rag.chunks c ON c.id = f.id
 JOIN rag.document_files d ON d.id = c.document_id
@@ -120,17 +120,8 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
         )?;
         table
             .map(|row| {
-                Ok((
-                    row.get::<Uuid>(1)?.unwrap_or(Uuid::from_bytes([0; 16])),
-                    row.get::<Uuid>(2)?.unwrap_or(Uuid::from_bytes([0; 16])),
-                    row.get::<String>(3)?.unwrap_or_default(),
-                    row.get::<i32>(4)?.unwrap_or_default(),
-                    row.get::<String>(5)?.unwrap_or_default(),
-                    row.get::<f64>(6)?.unwrap_or_default(),
-                    row.get::<i32>(7)?,
-                    row.get::<i32>(8)?,
-                    row.get::<JsonB>(9)?.unwrap_or(JsonB(serde_json::json!({}))),
-                ))
+                let (id, doc, file, idx, content, score, meta) = super::read_row(&row)?;
+                Ok((id, doc, file, idx, content, score, row.get::<i32>(8)?, row.get::<i32>(9)?, meta))
             })
             .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
     })

@@ -38,6 +38,11 @@ $EXTRA_CONF
 CONF
     fi
     touch "$LOG"; [ "$(id -u)" = 0 ] && chown "$RUN_USER" "$LOG"
+    # The library is preloaded: a newer build only takes effect after a restart.
+    lib="$("$PG_BIN/pg_config" --pkglibdir)/ragbench.so"
+    if [ -f "$PGDATA/postmaster.pid" ] && [ "$lib" -nt "$PGDATA/postmaster.pid" ]; then
+      as_user "$PG_BIN/pg_ctl" -D "$PGDATA" -w -t 60 -m fast stop >/dev/null || true
+    fi
     if ! as_user "$PG_BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
       as_user "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$LOG" -w -t 60 start >/dev/null || { tail -n 30 "$LOG" >&2; exit 1; }
     fi

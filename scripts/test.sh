@@ -35,6 +35,6 @@ cargo pgrx test --release pg17 --runas "$RUN_USER" --pgdata "$TEST_PGDATA"
 step "end-to-end tests (pytest, cluster with shared_preload_libraries = 'ragbench, pg_search')"
 cargo pgrx install --release --pg-config "$PG_CONFIG" >/dev/null
 rm -rf "$E2E_PGDATA" "$E2E_PGDATA.log"
-"$STACK/venv/bin/python" -m pytest -q -p no:cacheprovider tests/e2e
+"$STACK/venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit tests/e2e
 
 echo "make test: all green in $(( $(date +%s) - started )) s"

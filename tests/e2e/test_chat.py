@@ -19,10 +19,13 @@ class ChatStandIn(BaseHTTPRequestHandler):
     """Speaks Ollama's /api/chat and OpenAI's /v1/chat/completions; records every request body."""
     requests = []
     fail_with = None
+    delay = 0.0
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         ChatStandIn.requests.append((self.path, body))
+        if ChatStandIn.delay:
+            time.sleep(ChatStandIn.delay)
         if ChatStandIn.fail_with:
             out = b'{"error": "model exploded"}'
             self.send_response(ChatStandIn.fail_with)
@@ -127,6 +130,15 @@ def test_llm_errors_store_no_half_answer(cluster, docs, chat_server):
                 ask(conn, sid, "How do I rebuild an index?")
         finally:
             ChatStandIn.fail_with = None
+        assert conn.execute("SELECT count(*) FROM rag.chat_history(%s)", (sid,)).fetchone()[0] == 0
+        conn.execute("SET rag.llm_timeout_ms = 300")
+        conn.execute("SET rag.llm_max_retries = 0")
+        ChatStandIn.delay = 1.0
+        try:
+            with pytest.raises(psycopg.errors.SystemError, match="timed out"):
+                ask(conn, sid, "How do I rebuild an index?")
+        finally:
+            ChatStandIn.delay = 0.0
         assert conn.execute("SELECT count(*) FROM rag.chat_history(%s)", (sid,)).fetchone()[0] == 0
         conn.execute("SET rag.llm_url = 'http://127.0.0.1:9'")  # nothing listens: connection refused
         with pytest.raises(psycopg.errors.SystemError, match="127.0.0.1:9"):

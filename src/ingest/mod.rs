@@ -222,3 +222,15 @@ fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonB, "'{
 fn delete_document(document_id: Uuid) -> bool {
     store::delete_document(document_id)
 }
+
+/// Embed the chunks whose vector is missing or was made by another model with the configured model,
+/// so that switching `rag.embedding_model` needs no re-ingest. Returns how many chunks were updated.
+/// Runs in the caller's transaction; pass `max_chunks` to work in slices.
+#[pg_extern(parallel_unsafe)]
+fn reembed(max_chunks: default!(Option<i64>, "NULL")) -> i64 {
+    let limit = max_chunks.unwrap_or(i64::MAX);
+    if limit < 1 {
+        errors::invalid(format!("max_chunks must be at least 1, got {limit}"), "Pass NULL to re-embed everything.");
+    }
+    store::reembed_stale(limit)
+}

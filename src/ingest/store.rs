@@ -155,3 +155,45 @@ fn index_name_for(model: &str) -> String {
     let hash = super::content_hash(model.as_bytes());
     format!("chunks_hnsw_{slug}_{}", &hash[..8])
 }
+
+/// Chunks whose vector is missing or was made by another model than `$1`, oldest documents first.
+const STALE_CHUNKS: &str = "\
+SELECT id, content_with_context FROM rag.chunks
+WHERE embedding_model IS DISTINCT FROM $1
+ORDER BY document_id, chunk_index
+LIMIT $2";
+
+const SET_EMBEDDINGS: &str = "\
+UPDATE rag.chunks c SET embedding = u.emb::vector, embedding_model = $3
+FROM unnest($1::uuid[], $2::text[]) AS u(id, emb)
+WHERE c.id = u.id";
+
+/// Re-embed up to `limit` stale chunks with the configured model; returns how many were updated.
+pub fn reembed_stale(limit: i64) -> i64 {
+    let embedder = crate::embed::current();
+    let model = embedder.model_id().to_string();
+    let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as i64;
+    let mut done = 0i64;
+    while done < limit {
+        let take = batch.min(limit - done);
+        let rows: Vec<(Uuid, String)> = Spi::connect(|client| {
+            client
+                .select(STALE_CHUNKS, None, &[model.as_str().into(), take.into()])?
+                .map(|r| Ok((r.get::<Uuid>(1)?.unwrap_or(Uuid::from_bytes([0; 16])), r.get::<String>(2)?.unwrap_or_default())))
+                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
+        .or_raise("finding stale chunks");
+        if rows.is_empty() {
+            break;
+        }
+        let texts: Vec<&str> = rows.iter().map(|(_, t)| t.as_str()).collect();
+        let vectors = crate::embed::embed_texts(embedder.as_ref(), &texts, crate::embed::InputKind::Document);
+        let dims = vectors.first().map(Vec::len).unwrap_or(0);
+        ensure_model_index(&model, dims);
+        let ids: Vec<Uuid> = rows.iter().map(|(id, _)| *id).collect();
+        let lits: Vec<String> = vectors.iter().map(|v| vector_literal(v)).collect();
+        Spi::run_with_args(SET_EMBEDDINGS, &[ids.into(), lits.into(), model.as_str().into()]).or_raise("storing vectors");
+        done += rows.len() as i64;
+    }
+    done
+}

@@ -117,4 +117,23 @@ mod tests {
         assert_eq!(0, count("SELECT count(*) FROM rag.chunks WHERE token_count > 64"));
         assert_eq!(0, count("SELECT count(*) FROM rag.chunks WHERE token_count = 0"));
     }
+
+    #[pg_test]
+    fn reembed_fills_missing_and_skips_current_vectors() {
+        Spi::run_with_args("SELECT rag.ingest_document('guide.md', $1)", &[GUIDE.into()]).unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT rag.reembed()").unwrap(), Some(0), "all vectors are current");
+        let before = Spi::get_one::<String>("SELECT embedding::text FROM rag.chunks ORDER BY chunk_index LIMIT 1").unwrap();
+        Spi::run("UPDATE rag.chunks SET embedding = NULL, embedding_model = NULL").unwrap();
+        let n = count("SELECT count(*) FROM rag.chunks");
+        assert_eq!(Spi::get_one::<i64>("SELECT rag.reembed(1)").unwrap(), Some(1), "slices");
+        assert_eq!(Spi::get_one::<i64>("SELECT rag.reembed()").unwrap(), Some(n - 1));
+        let distance = Spi::get_one_with_args::<f64>(
+            "SELECT embedding <=> $1::vector FROM rag.chunks ORDER BY chunk_index LIMIT 1",
+            &[before.unwrap().into()],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(distance < 1e-4, "same model, same text, same vector (distance {distance})");
+        assert_eq!(0, count("SELECT count(*) FROM rag.chunks WHERE embedding IS NULL"));
+    }
 }

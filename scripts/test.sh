@@ -27,6 +27,13 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 started=$(date +%s)
 
+# The tests install the extension into the same PostgreSQL as `make start`; replacing ragbench.so under a
+# running cluster that preloads it crashes that cluster (SIGBUS). Stop it first; `make start` brings it back.
+if [ -f "$ROOT/.pgdata/postmaster.pid" ]; then
+  echo "stopping the local cluster (make start) while the tests reinstall the extension"
+  bash "$ROOT/scripts/cluster.sh" stop || true
+fi
+
 step "Rust unit tests and #[pg_test] (cargo pgrx test --release)"
 rm -rf "$TEST_PGDATA"
 install -d -o "$RUN_USER" "$TEST_PGDATA"   # pgrx creates the cluster below it as $RUN_USER

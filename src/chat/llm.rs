@@ -135,9 +135,7 @@ impl ChatError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ChatError::HttpTransport { .. } | ChatError::Timeout { .. } => true,
-            ChatError::HttpStatus { status, .. } => {
-                *status == 408 || *status == 429 || (500..=599).contains(status)
-            }
+            ChatError::HttpStatus { status, .. } => crate::embed::provider::is_retryable_status(*status),
             _ => false,
         }
     }

@@ -83,15 +83,18 @@ pub enum EmbedError {
     },
 }
 
+/// HTTP statuses worth repeating a request for: 408, 429 and 5xx. Shared by the embedding and chat clients.
+pub(crate) fn is_retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || (500..=599).contains(&status)
+}
+
 impl EmbedError {
     /// Whether repeating the same request may succeed: transport errors, timeouts,
     /// HTTP 408, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         match self {
             EmbedError::HttpTransport { .. } | EmbedError::Timeout { .. } => true,
-            EmbedError::HttpStatus { status, .. } => {
-                *status == 408 || *status == 429 || (500..=599).contains(status)
-            }
+            EmbedError::HttpStatus { status, .. } => is_retryable_status(*status),
             _ => false,
         }
     }

@@ -14,7 +14,7 @@ export PSQL := /usr/lib/postgresql/15/bin/psql
 URL = postgresql://$(RUN_USER)@127.0.0.1:$(PGPORT)/$(DB)
 DATASET ?= ../shared/datasets/scifact
 
-.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench clean
+.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench bench-search bench-ingest clean
 
 ## Install everything on a fresh machine (idempotent; seconds when done before).
 setup:
@@ -52,9 +52,15 @@ test: setup
 eval: start
 	@$(PY) scripts/eval.py "$(URL)" "$(DATASET)"
 
-## Search latency and throughput benchmark.
-bench: start
+## Benchmarks: search latency/throughput, then ingestion throughput (both print what they measured).
+bench: bench-search bench-ingest
+
+bench-search: start
 	@$(PY) scripts/bench.py "$(URL)"
+
+## Ingestion through the queue and the background worker: stand-in embedding server and built-in model.
+bench-ingest: start
+	@$(PY) scripts/bench_ingest.py "$(URL)"
 
 clean: stop
 	rm -rf target .pgdata .pgdata.log

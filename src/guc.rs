@@ -213,8 +213,8 @@ pub fn register() {
     );
     GucRegistry::define_int_guc(
         c"rag.worker_batch_size",
-        c"Messages an ingestion worker handles before it checks for signals and configuration changes.",
-        c"",
+        c"Files an ingestion worker reads from the queue and processes together.",
+        c"Their chunks are embedded in full batches across files and their documents stored in one transaction.",
         &WORKER_BATCH_SIZE,
         1,
         10_000,

@@ -14,7 +14,9 @@
 //! 90 MB of RAM.
 //!
 //! Threads: candle's matmuls run on rayon's global pool (size: `RAYON_NUM_THREADS`, or
-//! the number of physical cores). Those threads only ever run candle/gemm code. The pool
+//! the number of physical cores this process may use, which `load` then writes into
+//! `RAYON_NUM_THREADS`: without it candle 0.11 re-reads /proc/cpuinfo on every matmul, about a
+//! fifth of a short query's embedding time). Those threads only ever run candle/gemm code. The pool
 //! is created during [`BuiltinEmbedder::load`] (by a warm-up pass) with all signals
 //! blocked, so Postgres signals are never handled on a helper thread.
 
@@ -47,6 +49,20 @@ pub struct BuiltinEmbedder {
     /// No truncation, no padding; used by `count_tokens`.
     counter: Tokenizer,
     device: Device,
+}
+
+/// Fix the size of candle's thread pool once, in the environment, unless the administrator did
+/// (`RAYON_NUM_THREADS` in the server's environment). candle asks for the thread count on every
+/// matrix product and, without the variable, answers by reading /proc/cpuinfo each time.
+/// Called before any candle thread exists (the pool is created by the warm-up in `load`).
+fn pin_thread_count() {
+    let set = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 0);
+    if !set {
+        // candle's own default (physical cores), within the CPUs this process may use.
+        let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let n = num_cpus::get_physical().clamp(1, allowed);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
 }
 
 fn model_err(path: &Path, detail: impl std::fmt::Display) -> EmbedError {
@@ -85,6 +101,7 @@ impl BuiltinEmbedder {
     /// Load the model from `model_dir` (config.json, tokenizer.json, model.safetensors).
     /// Takes ~0.2-0.5 s (reads 90 MB, runs one warm-up pass).
     pub fn load(model_dir: &Path) -> Result<Self, EmbedError> {
+        pin_thread_count();
         match std::fs::metadata(model_dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(model_err(model_dir, "not a directory")),

@@ -160,17 +160,61 @@ pub fn embed_texts(embedder: &dyn Embedder, texts: &[&str], kind: InputKind) -> 
 /// Returns a `real[]`; `rag.embed` wraps it as a pgvector `vector`.
 #[pg_extern(parallel_unsafe)]
 fn embed_array(input: &str, kind: default!(&str, "'query'")) -> Vec<f32> {
-    let kind = match kind {
+    let kind = parse_kind(kind);
+    let embedder = current();
+    embed_texts(embedder.as_ref(), &[input], kind).pop().unwrap_or_default()
+}
+
+/// Embed many texts in batches of `rag.embedding_batch_size` (as ingestion does); one row per input,
+/// in input order. `rag.embed_many` wraps the arrays as pgvector vectors.
+#[pg_extern(parallel_unsafe)]
+fn embed_arrays(
+    inputs: Vec<Option<String>>,
+    kind: default!(&str, "'query'"),
+) -> TableIterator<'static, (name!(ordinality, i32), name!(embedding, Vec<f32>))> {
+    let kind = parse_kind(kind);
+    let texts: Vec<&str> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            Some(t) => t.as_str(),
+            None => errors::invalid(format!("inputs[{}] is NULL", i + 1), "Remove NULL elements from the array."),
+        })
+        .collect();
+    let embedder = current();
+    let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
+    let mut rows = Vec::with_capacity(texts.len());
+    for group in texts.chunks(batch) {
+        for v in embed_texts(embedder.as_ref(), group, kind) {
+            rows.push((rows.len() as i32 + 1, v));
+        }
+    }
+    TableIterator::new(rows)
+}
+
+fn parse_kind(kind: &str) -> InputKind {
+    match kind {
         "query" => InputKind::Query,
         "document" => InputKind::Document,
         other => errors::invalid(
             format!("unknown input kind '{other}'"),
             "Use 'query' for search text or 'document' for passages.",
         ),
-    };
-    let embedder = current();
-    embed_texts(embedder.as_ref(), &[input], kind).pop().unwrap_or_default()
+    }
 }
+
+extension_sql!(
+    r#"
+CREATE FUNCTION rag.embed_many(inputs text[], kind text DEFAULT 'query')
+RETURNS TABLE (ordinality int, embedding vector)
+LANGUAGE sql STRICT PARALLEL UNSAFE
+AS $$ SELECT e.ordinality, e.embedding::vector FROM rag.embed_arrays(inputs, kind) e $$;
+COMMENT ON FUNCTION rag.embed_many(text[], text) IS
+  'Embeddings of many texts, batched like ingestion (rag.embedding_batch_size): one row per input, in order.';
+"#,
+    name = "embed_many_sql",
+    requires = [embed_arrays]
+);
 
 extension_sql!(
     r#"

@@ -150,32 +150,79 @@ pub fn chunk_text(
     }
 }
 
-/// Embed the text-with-context of chunks `range` of `doc`. Provider errors are returned, not raised,
-/// so that the caller decides (the worker records them on the task).
-pub fn embed_range(doc: &mut PreparedDocument, range: std::ops::Range<usize>) -> Result<(), embed::EmbedError> {
+/// Chunks `range` of document number `doc`: one run of chunks inside an embedding batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    pub doc: usize,
+    pub range: std::ops::Range<usize>,
+}
+
+/// Cut the chunks of several documents (their chunk counts, in order) into embedding batches of
+/// at most `size` chunks, filling each batch across document boundaries: a worker with many small
+/// files sends full batches to the embedder instead of one small batch per file.
+pub fn plan_batches(chunk_counts: &[usize], size: usize) -> Vec<Vec<Span>> {
+    let size = size.max(1);
+    let mut batches = Vec::new();
+    let mut current: Vec<Span> = Vec::new();
+    let mut room = size;
+    for (doc, &count) in chunk_counts.iter().enumerate() {
+        let mut start = 0;
+        while start < count {
+            let take = room.min(count - start);
+            current.push(Span { doc, range: start..start + take });
+            start += take;
+            room -= take;
+            if room == 0 {
+                batches.push(std::mem::take(&mut current));
+                room = size;
+            }
+        }
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Embed the text-with-context of the chunks named by `spans` (of any of `docs`) in one provider
+/// call. Provider errors are returned, not raised, so that the caller decides (the worker records
+/// them on the tasks).
+pub fn embed_spans(docs: &mut [PreparedDocument], spans: &[Span]) -> Result<(), embed::EmbedError> {
     let embedder = embed::current();
-    let group = &mut doc.chunks[range];
-    let texts: Vec<&str> = group.iter().map(|c| c.content_with_context.as_str()).collect();
+    let texts: Vec<&str> = spans
+        .iter()
+        .flat_map(|s| docs[s.doc].chunks[s.range.clone()].iter().map(|c| c.content_with_context.as_str()))
+        .collect();
+    let expected = texts.len();
     let vectors = embedder.embed(&texts, InputKind::Document)?;
-    if vectors.len() != group.len() {
+    if vectors.len() != expected {
         return Err(embed::EmbedError::CountMismatch {
             model: embedder.model_id().to_string(),
-            expected: group.len(),
+            expected,
             got: vectors.len(),
         });
     }
-    for (c, v) in group.iter_mut().zip(vectors) {
-        c.embedding = v;
+    let mut vectors = vectors.into_iter();
+    for s in spans {
+        let doc = &mut docs[s.doc];
+        for (c, v) in doc.chunks[s.range.clone()].iter_mut().zip(vectors.by_ref()) {
+            c.embedding = v;
+        }
+        doc.model = embedder.model_id().to_string();
+        doc.dimensions = doc.chunks.iter().map(|c| c.embedding.len()).find(|d| *d > 0).unwrap_or(0);
     }
-    doc.model = embedder.model_id().to_string();
-    doc.dimensions = doc.chunks.iter().map(|c| c.embedding.len()).find(|d| *d > 0).unwrap_or(0);
     Ok(())
 }
 
-/// Batches of `rag.embedding_batch_size` chunks, as index ranges.
+/// Embed chunks `range` of one document (see `embed_spans`).
+pub fn embed_range(doc: &mut PreparedDocument, range: std::ops::Range<usize>) -> Result<(), embed::EmbedError> {
+    embed_spans(std::slice::from_mut(doc), &[Span { doc: 0, range }])
+}
+
+/// Batches of `rag.embedding_batch_size` chunks of one document, as index ranges.
 pub fn embedding_batches(doc: &PreparedDocument) -> Vec<std::ops::Range<usize>> {
     let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
-    (0..doc.chunks.len()).step_by(batch).map(|s| s..(s + batch).min(doc.chunks.len())).collect()
+    plan_batches(&[doc.chunks.len()], batch).into_iter().flatten().map(|s| s.range).collect()
 }
 
 /// Embed all chunks, raising a Postgres error on failure.
@@ -233,4 +280,48 @@ fn reembed(max_chunks: default!(Option<i64>, "NULL")) -> i64 {
         errors::invalid(format!("max_chunks must be at least 1, got {limit}"), "Pass NULL to re-embed everything.");
     }
     store::reembed_stale(limit)
+}
+
+#[cfg(test)]
+mod batch_plan_tests {
+    use super::{plan_batches, Span};
+
+    fn span(doc: usize, range: std::ops::Range<usize>) -> Span {
+        Span { doc, range }
+    }
+
+    #[test]
+    fn small_documents_share_full_batches() {
+        let plan = plan_batches(&[3, 2, 4], 4);
+        assert_eq!(
+            plan,
+            vec![
+                vec![span(0, 0..3), span(1, 0..1)],
+                vec![span(1, 1..2), span(2, 0..3)],
+                vec![span(2, 3..4)],
+            ]
+        );
+    }
+
+    #[test]
+    fn every_chunk_exactly_once_in_order() {
+        let counts = [0, 7, 1, 0, 33, 5];
+        let plan = plan_batches(&counts, 8);
+        assert!(plan.iter().all(|b| !b.is_empty() && b.iter().map(|s| s.range.len()).sum::<usize>() <= 8));
+        assert!(plan[..plan.len() - 1].iter().all(|b| b.iter().map(|s| s.range.len()).sum::<usize>() == 8));
+        let mut seen: Vec<(usize, usize)> = Vec::new();
+        for s in plan.iter().flatten() {
+            seen.extend(s.range.clone().map(|i| (s.doc, i)));
+        }
+        let expected: Vec<(usize, usize)> =
+            counts.iter().enumerate().flat_map(|(d, &n)| (0..n).map(move |i| (d, i))).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn no_chunks_no_batches() {
+        assert!(plan_batches(&[], 32).is_empty());
+        assert!(plan_batches(&[0, 0], 32).is_empty());
+        assert_eq!(plan_batches(&[2], 0), vec![vec![span(0, 0..1)], vec![span(0, 1..2)]]);
+    }
 }

@@ -19,8 +19,8 @@ use pgrx::{JsonB, Uuid};
 
 pub const QUEUE: &str = "rag_documents";
 
-const READ_MESSAGE: &str = "\
-SELECT msg_id, read_ct, (message->>'task_id')::uuid FROM pgmq.read($1, $2, 1)";
+const READ_MESSAGES: &str = "\
+SELECT msg_id, (message->>'task_id')::uuid FROM pgmq.read($1, $2, $3)";
 
 const START_TASK: &str = "\
 UPDATE rag.job_tasks SET status = 'processing', attempts = attempts + 1, updated_at = now()
@@ -42,6 +42,7 @@ UPDATE rag.job_tasks SET status = $2, error_message = $3, updated_at = now() WHE
 
 const ARCHIVE: &str = "SELECT pgmq.archive($1, $2)";
 const RETRY_LATER: &str = "SELECT 1 FROM pgmq.set_vt($1, $2, $3)";
+const RETRY_LATER_MANY: &str = "SELECT count(*) FROM pgmq.set_vt($1, $2::bigint[], $3)";
 const TOUCH_BATCH: &str = "UPDATE rag.job_batches SET updated_at = now() WHERE id = $1";
 const NOTIFY: &str = "SELECT pg_notify('rag_progress', $1)";
 
@@ -56,47 +57,79 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
-/// Read the next visible message and start its task. `Ok(None)`: the queue is empty.
+/// Read the next visible message and start its task. `None`: the queue is empty.
 /// A message whose task is gone or already finished is archived and skipped.
 pub fn claim() -> Option<Claimed> {
     loop {
-        let vt = guc::VISIBILITY_TIMEOUT_S.get();
-        let (msg_id, _read_ct, task_id) =
-            match Spi::get_three_with_args::<i64, i32, Uuid>(READ_MESSAGE, &[QUEUE.into(), vt.into()]) {
-                Err(SpiError::InvalidPosition) => return None,
-                other => other.or_raise("reading the ingestion queue"),
-            };
-        let msg_id = msg_id?;
-        let Some(task_id) = task_id else {
-            archive(msg_id);
-            continue;
-        };
-        let started = Spi::connect_mut(|client| {
-            let mut rows = client.update(START_TASK, Some(1), &[task_id.into()])?;
-            if rows.is_empty() {
-                return Ok(None);
-            }
-            let row = rows.next();
-            Ok::<_, pgrx::spi::SpiError>(row.map(|r| -> Result<_, pgrx::spi::SpiError> {
-                Ok((
-                    r.get::<Uuid>(1)?,
-                    r.get::<String>(2)?.unwrap_or_default(),
-                    r.get::<Vec<u8>>(3)?.unwrap_or_default(),
-                    r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})),
-                    r.get::<i32>(5)?.unwrap_or(1),
-                ))
-            }))
-        })
-        .or_raise("starting an ingestion task");
-        match started {
-            Some(Ok((Some(batch_id), file_name, content, metadata, attempts))) => {
-                notify(batch_id, task_id, "processing");
-                return Some(Claimed { msg_id, task_id, batch_id, file_name, content, metadata, attempts });
-            }
-            Some(Err(e)) => Err::<(), _>(e).or_raise("reading an ingestion task"),
-            _ => archive(msg_id),
+        let (read, mut claimed) = claim_up_to(1);
+        if read == 0 {
+            return None;
+        }
+        if let Some(c) = claimed.pop() {
+            return Some(c);
         }
     }
+}
+
+/// Read up to `n` visible messages in one statement and start their tasks. Returns how many
+/// messages were read (0: the queue is empty) and the claimed tasks; messages whose task is gone or
+/// already finished are archived and skipped.
+pub fn claim_up_to(n: i32) -> (usize, Vec<Claimed>) {
+    let vt = guc::VISIBILITY_TIMEOUT_S.get();
+    let messages: Vec<(i64, Option<Uuid>)> = Spi::connect(|client| {
+        client
+            .select(READ_MESSAGES, None, &[QUEUE.into(), vt.into(), n.max(1).into()])?
+            .map(|r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<Uuid>(2)?)))
+            .collect::<Result<Vec<_>, SpiError>>()
+    })
+    .or_raise("reading the ingestion queue");
+    let read = messages.len();
+    let mut claimed = Vec::with_capacity(read);
+    for (msg_id, task_id) in messages {
+        match task_id.and_then(|t| start(msg_id, t)) {
+            Some(c) => claimed.push(c),
+            None => archive(msg_id),
+        }
+    }
+    (read, claimed)
+}
+
+/// Mark a message's task `processing` (attempts + 1); `None` if the task is gone or finished.
+fn start(msg_id: i64, task_id: Uuid) -> Option<Claimed> {
+    let started = Spi::connect_mut(|client| {
+        let mut rows = client.update(START_TASK, Some(1), &[task_id.into()])?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let Some(r) = rows.next() else { return Ok(None) };
+        Ok::<_, SpiError>(Some((
+            r.get::<Uuid>(1)?,
+            r.get::<String>(2)?.unwrap_or_default(),
+            r.get::<Vec<u8>>(3)?.unwrap_or_default(),
+            r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})),
+            r.get::<i32>(5)?.unwrap_or(1),
+        )))
+    })
+    .or_raise("starting an ingestion task");
+    let (Some(batch_id), file_name, content, metadata, attempts) = started? else {
+        return None;
+    };
+    notify(batch_id, task_id, "processing");
+    Some(Claimed { msg_id, task_id, batch_id, file_name, content, metadata, attempts })
+}
+
+/// Keep the messages of tasks still in work invisible for another visibility timeout.
+pub fn heartbeat(msg_ids: &[i64]) {
+    if msg_ids.is_empty() {
+        return;
+    }
+    Spi::run_with_args(RETRY_LATER_MANY, &[QUEUE.into(), msg_ids.to_vec().into(), guc::VISIBILITY_TIMEOUT_S.get().into()])
+        .or_raise("extending the messages' visibility timeout");
+}
+
+/// Record that `done` chunks of the task are embedded (progress only; see `heartbeat`).
+pub fn record_done(c: &Claimed, done: usize) {
+    Spi::run_with_args(SET_DONE, &[c.task_id.into(), (done as i32).into()]).or_raise("recording progress");
 }
 
 /// Parse and chunk the claimed file; records total_chunks. Raises on bad input.
@@ -109,9 +142,8 @@ pub fn chunk(c: &Claimed) -> PreparedDocument {
 /// Record that `done` chunks of the task are embedded, and keep the message invisible for another
 /// visibility timeout (a heartbeat: only a stalled or crashed worker lets it be delivered again).
 pub fn record_progress(c: &Claimed, done: usize) {
-    Spi::run_with_args(SET_DONE, &[c.task_id.into(), (done as i32).into()]).or_raise("recording progress");
-    Spi::run_with_args(RETRY_LATER, &[QUEUE.into(), c.msg_id.into(), guc::VISIBILITY_TIMEOUT_S.get().into()])
-        .or_raise("extending the message's visibility timeout");
+    record_done(c, done);
+    heartbeat(&[c.msg_id]);
 }
 
 /// Write the document (or find it: same content → same document), complete the task, archive.

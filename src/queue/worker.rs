@@ -1,7 +1,8 @@
 //! The ingestion background worker. Registered in `_PG_init` when the library is in
 //! `shared_preload_libraries`: `rag.workers_per_database` workers for each database in
 //! `rag.worker_databases`, started after recovery finishes (so never on a hot standby), restarted by
-//! the postmaster if one dies. Each worker commits after each step of a task (see `task.rs`), waits
+//! the postmaster if one dies. Each worker takes up to `rag.worker_batch_size` files at a time and
+//! commits after each step (see `process_group` and `task.rs`), waits
 //! quietly while the extension is not created in its database, reloads its configuration on SIGHUP
 //! and exits cleanly on SIGTERM. It calls Postgres from its main thread only. The first worker of each
 //! database also removes expired temporary chat sessions once a minute.
@@ -84,11 +85,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
                 last_cleanup = std::time::Instant::now();
                 in_transaction(|| Spi::run("SELECT rag.cleanup_temporary_sessions()").ok());
             }
-            let batch = guc::WORKER_BATCH_SIZE.get().max(1);
-            while handled < batch && !BackgroundWorker::sigterm_received() {
-                if !process_one() {
-                    break;
-                }
+            if !BackgroundWorker::sigterm_received() && process_group() {
                 handled += 1;
             }
         } else if !said_waiting {
@@ -105,51 +102,88 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
     log!("ragbench worker for database \"{db}\" stopping");
 }
 
-/// Claim and process one message, committing after each step. False when the queue is empty.
-fn process_one() -> bool {
-    let Some(claimed) = in_transaction(task::claim) else {
+/// Claim up to `rag.worker_batch_size` messages and process them together, committing after each
+/// step: claim; parse and chunk every file; embed in full batches across files (progress and a
+/// visibility-timeout heartbeat committed after each batch); store every document in one transaction.
+/// A file that fails fails alone (subtransactions); an embedding batch that fails fails the files
+/// that had chunks in it. False when the queue is empty.
+fn process_group() -> bool {
+    let want = guc::WORKER_BATCH_SIZE.get().max(1);
+    let t0 = std::time::Instant::now();
+    let (read, claimed) = in_transaction(|| task::claim_up_to(want));
+    if read == 0 {
         return false;
-    };
-    // Step 2: parse and chunk (records total_chunks).
-    let prepared = in_transaction(|| {
-        let r = subxact::run(|| task::chunk(&claimed));
-        if let Err(f) = &r {
-            task::fail(&claimed, &f.message, f.is_permanent());
-        }
-        r.ok()
-    });
-    let Some(mut doc) = prepared else {
-        return true;
-    };
-    // Step 3: embed batch by batch, each batch's progress committed.
-    let mut done = 0;
-    for range in ingest::embedding_batches(&doc) {
-        done += range.len();
-        let ok = in_transaction(|| {
-            let r = subxact::run(|| {
-                if let Err(e) = ingest::embed_range(&mut doc, range.clone()) {
-                    crate::embed::report(e);
+    }
+    let t_claim = t0.elapsed();
+    // Parse and chunk (records total_chunks); a bad file fails its own task.
+    let (claims, mut docs): (Vec<task::Claimed>, Vec<ingest::PreparedDocument>) = in_transaction(|| {
+        claimed
+            .into_iter()
+            .filter_map(|c| match subxact::run(|| task::chunk(&c)) {
+                Ok(doc) => Some((c, doc)),
+                Err(f) => {
+                    task::fail(&c, &f.message, f.is_permanent());
+                    None
                 }
-                task::record_progress(&claimed, done);
-            });
-            if let Err(f) = &r {
-                task::fail(&claimed, &f.message, f.is_permanent());
-            }
-            r.is_ok()
-        });
-        if !ok {
-            return true;
+            })
+            .unzip()
+    });
+    let t_chunk = t0.elapsed();
+    // Embed in batches that span files.
+    let counts: Vec<usize> = docs.iter().map(|d| d.chunks.len()).collect();
+    let size = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
+    let mut done = vec![0usize; docs.len()];
+    let mut failed = vec![false; docs.len()];
+    for batch in ingest::plan_batches(&counts, size) {
+        let spans: Vec<ingest::Span> = batch.into_iter().filter(|s| !failed[s.doc]).collect();
+        if spans.is_empty() {
+            continue;
         }
+        in_transaction(|| {
+            match subxact::run(|| ingest::embed_spans(&mut docs, &spans).unwrap_or_else(|e| crate::embed::report(e))) {
+                Ok(()) => {
+                    for s in &spans {
+                        done[s.doc] += s.range.len();
+                        task::record_done(&claims[s.doc], done[s.doc]);
+                    }
+                }
+                Err(f) => {
+                    for s in &spans {
+                        if !failed[s.doc] {
+                            failed[s.doc] = true;
+                            task::fail(&claims[s.doc], &f.message, f.is_permanent());
+                        }
+                    }
+                }
+            }
+            let live: Vec<i64> = claims.iter().zip(&failed).filter(|(_, f)| !**f).map(|(c, _)| c.msg_id).collect();
+            task::heartbeat(&live);
+        });
         if BackgroundWorker::sigterm_received() {
-            // Leave the message to be delivered again after its visibility timeout.
+            // Leave the messages to be delivered again after their visibility timeout.
             return true;
         }
     }
-    // Step 4: store, complete, archive — one transaction.
+    let t_embed = t0.elapsed();
+    // Store, complete, archive: one transaction for the group, one subtransaction per file.
     in_transaction(|| {
-        if let Err(f) = subxact::run(|| task::finish(&claimed, &doc)) {
-            task::fail(&claimed, &f.message, f.is_permanent());
+        for (i, (c, doc)) in claims.iter().zip(&docs).enumerate() {
+            if failed[i] {
+                continue;
+            }
+            if let Err(f) = subxact::run(|| task::finish(c, doc)) {
+                task::fail(c, &f.message, f.is_permanent());
+            }
         }
     });
+    let t_store = t0.elapsed();
+    debug1!(
+        "ragbench worker: {read} messages, {} chunks: claim {:?}, parse+chunk {:?}, embed {:?}, store {:?}",
+        counts.iter().sum::<usize>(),
+        t_claim,
+        t_chunk - t_claim,
+        t_embed - t_chunk,
+        t_store - t_embed
+    );
     true
 }

@@ -37,6 +37,33 @@ mod tests {
     }
 
     #[pg_test]
+    fn embed_many_gives_one_vector_per_input_in_order_like_embed() {
+        // each row's vector is (within float noise of batching) rag.embed of the same input
+        let ok = Spi::get_one::<bool>(
+            "SELECT count(*) = 3 AND max(e.embedding <=> rag.embed(t.x, 'document')) < 1e-5
+             FROM rag.embed_many(ARRAY['vacuum reclaims space', 'kittens sleep', 'vacuum reclaims space'], 'document') e
+             JOIN unnest(ARRAY['vacuum reclaims space', 'kittens sleep', 'vacuum reclaims space'])
+                  WITH ORDINALITY AS t(x, n) ON t.n = e.ordinality",
+        )
+        .unwrap();
+        assert_eq!(ok, Some(true));
+        // different texts, different vectors: the order is not shuffled
+        let d = Spi::get_one::<f64>(
+            "SELECT a.embedding <=> b.embedding FROM rag.embed_many(ARRAY['vacuum reclaims space', 'kittens sleep']) a,
+                    rag.embed_many(ARRAY['vacuum reclaims space', 'kittens sleep']) b
+             WHERE a.ordinality = 1 AND b.ordinality = 2",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(d > 0.2, "distance {d}");
+    }
+
+    #[pg_test(error = "inputs[2] is NULL")]
+    fn embed_many_refuses_null_inputs() {
+        Spi::run("SELECT count(*) FROM rag.embed_many(ARRAY['a', NULL, 'c'])").unwrap();
+    }
+
+    #[pg_test]
     fn bm25_finds_exact_rare_term_first() {
         load_corpus();
         assert_eq!(first("SELECT file_name FROM rag.bm25_search('XQ-7741', 3) LIMIT 1").as_deref(), Some("errors.md"));

@@ -15,3 +15,8 @@ LANGUAGE sql STRICT PARALLEL UNSAFE
 AS $$ SELECT e.ordinality, e.embedding::vector FROM rag.embed_arrays(inputs, kind) e $$;
 COMMENT ON FUNCTION rag.embed_many(text[], text) IS
   'Embeddings of many texts, batched like ingestion (rag.embedding_batch_size): one row per input, in order.';
+
+-- BM25 index without a mutable segment (see sql/schema.sql): every search re-indexed up to 1,000 recent
+-- rows. REINDEX turns rows already in the mutable segment into ordinary segments.
+ALTER INDEX rag.chunks_bm25 SET (mutable_segment_rows = 0);
+REINDEX INDEX rag.chunks_bm25;

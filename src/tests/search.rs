@@ -64,6 +64,16 @@ mod tests {
     }
 
     #[pg_test]
+    fn bm25_index_keeps_no_mutable_segment_that_searches_would_reindex() {
+        load_corpus();
+        let mutable = Spi::get_one::<bool>(
+            "SELECT coalesce(bool_or(mutable), false) FROM paradedb.index_info('rag.chunks_bm25')",
+        )
+        .unwrap();
+        assert_eq!(mutable, Some(false));
+    }
+
+    #[pg_test]
     fn bm25_finds_exact_rare_term_first() {
         load_corpus();
         assert_eq!(first("SELECT file_name FROM rag.bm25_search('XQ-7741', 3) LIMIT 1").as_deref(), Some("errors.md"));

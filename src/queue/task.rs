@@ -33,9 +33,10 @@ UPDATE rag.job_tasks SET total_chunks = $2, completed_chunks = 0, updated_at = n
 const SET_DONE: &str = "UPDATE rag.job_tasks SET completed_chunks = $2, updated_at = now() WHERE id = $1";
 
 const COMPLETE_TASK: &str = "\
-UPDATE rag.job_tasks SET status = 'completed', document_id = $2, total_chunks = $3, completed_chunks = $3,
+UPDATE rag.job_tasks t SET status = 'completed', document_id = $2, total_chunks = n.chunks, completed_chunks = n.chunks,
        content = NULL, error_message = NULL, updated_at = now()
-WHERE id = $1";
+FROM (SELECT count(*)::int AS chunks FROM rag.chunks WHERE document_id = $2) n
+WHERE t.id = $1";
 
 const FAIL_TASK: &str = "\
 UPDATE rag.job_tasks SET status = $2, error_message = $3, updated_at = now() WHERE id = $1";
@@ -148,19 +149,36 @@ pub fn record_progress(c: &Claimed, done: usize) {
 
 /// Write the document (or find it: same content → same document), complete the task, archive.
 pub fn finish(c: &Claimed, doc: &PreparedDocument) -> Uuid {
-    store::lock_hash(&doc.hash);
-    let id = match store::find_by_hash(&doc.hash) {
-        Some(existing) => existing,
-        None => store::insert_document(doc),
-    };
-    let chunks = Spi::get_one_with_args::<i64>("SELECT count(*) FROM rag.chunks WHERE document_id = $1", &[id.into()])
-        .or_raise("counting chunks")
-        .unwrap_or(0);
-    Spi::run_with_args(COMPLETE_TASK, &[c.task_id.into(), id.into(), (chunks as i32).into()]).or_raise("completing the task");
-    archive(c.msg_id);
-    Spi::run_with_args(TOUCH_BATCH, &[c.batch_id.into()]).or_raise("updating the batch");
-    notify(c.batch_id, c.task_id, "completed");
-    id
+    finish_group(&[(c, doc)])[0]
+}
+
+/// `finish` for several files at once: documents found or inserted one by one (under their hash
+/// locks), the chunks of every new document in one statement, then each task completed and its
+/// message archived. Returns the document ids in order. An error aborts the whole group: run it in a
+/// subtransaction and fall back to `finish` per file.
+pub fn finish_group(items: &[(&Claimed, &PreparedDocument)]) -> Vec<Uuid> {
+    let mut fresh: Vec<(Uuid, &PreparedDocument)> = Vec::new();
+    let mut ids = Vec::with_capacity(items.len());
+    for (_, doc) in items {
+        store::lock_hash(&doc.hash);
+        let id = match store::find_by_hash(&doc.hash) {
+            Some(existing) => existing,
+            None => {
+                let id = store::insert_document_row(doc);
+                fresh.push((id, *doc));
+                id
+            }
+        };
+        ids.push(id);
+    }
+    store::insert_chunks(&fresh);
+    for ((c, _), id) in items.iter().zip(&ids) {
+        Spi::run_with_args(COMPLETE_TASK, &[c.task_id.into(), (*id).into()]).or_raise("completing the task");
+        archive(c.msg_id);
+        Spi::run_with_args(TOUCH_BATCH, &[c.batch_id.into()]).or_raise("updating the batch");
+        notify(c.batch_id, c.task_id, "completed");
+    }
+    ids
 }
 
 /// Record a failed attempt. Permanent failures, and the last allowed attempt, fail the task and archive

@@ -165,14 +165,16 @@ fn process_group() -> bool {
         }
     }
     let t_embed = t0.elapsed();
-    // Store, complete, archive: one transaction for the group, one subtransaction per file.
+    // Store, complete, archive: one transaction for the group, all chunks in one statement; if the
+    // group is refused, file by file (one subtransaction each) so that only the bad file fails.
     in_transaction(|| {
-        for (i, (c, doc)) in claims.iter().zip(&docs).enumerate() {
-            if failed[i] {
-                continue;
-            }
-            if let Err(f) = subxact::run(|| task::finish(c, doc)) {
-                task::fail(c, &f.message, f.is_permanent());
+        let items: Vec<(&task::Claimed, &ingest::PreparedDocument)> =
+            claims.iter().zip(&docs).zip(&failed).filter(|(_, f)| !**f).map(|((c, d), _)| (c, d)).collect();
+        if subxact::run(|| task::finish_group(&items)).is_err() {
+            for (c, doc) in items {
+                if let Err(f) = subxact::run(|| task::finish(c, doc)) {
+                    task::fail(c, &f.message, f.is_permanent());
+                }
             }
         }
     });

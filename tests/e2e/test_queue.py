@@ -89,6 +89,31 @@ def test_worker_ingests_mixed_batch_and_fails_only_the_corrupt_pdf(cluster, db):
     assert db.execute("SELECT count(*) FROM pgmq.q_rag_documents").fetchone()[0] == 0
 
 
+def test_a_file_refused_at_store_time_fails_alone_in_its_group(cluster, db, unique):
+    # The worker stores a group of files in one transaction with all chunks in one INSERT; when that is
+    # refused it must fall back to file-by-file so that only the refused file fails. A trigger refuses one.
+    db.execute("""CREATE OR REPLACE FUNCTION public.refuse_one_file() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN IF NEW.file_name = 'refused.txt' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
+                  RETURN NEW; END $$""")
+    db.execute("CREATE TRIGGER refuse_one_file BEFORE INSERT ON rag.document_files "
+               "FOR EACH ROW EXECUTE FUNCTION public.refuse_one_file()")
+    try:
+        files = [(f"ok-{i}.txt", f"Group member {i} {unique}: checkpoints flush dirty pages to disk.".encode())
+                 for i in range(4)]
+        files.insert(2, ("refused.txt", f"The refused file {unique}.".encode()))
+        batch = upload(db, files)
+        status, completed, failed, total = wait_done(cluster, batch)
+        assert (status, completed, failed, total) == ("partially failed", 4, 1, 5)
+        error = db.execute("SELECT file_name, error FROM rag.batch_files(%s) WHERE status = 'failed'", (batch,)).fetchall()
+        assert error[0][0] == "refused.txt" and "refused by a test trigger" in error[0][1]
+        assert_each_file_once(db, batch, 5)
+        names = {r[0] for r in db.execute("SELECT file_name FROM rag.documents")}
+        assert names == {f"ok-{i}.txt" for i in range(4)}
+    finally:
+        db.execute("DROP TRIGGER IF EXISTS refuse_one_file ON rag.document_files")
+        db.execute("DROP FUNCTION IF EXISTS public.refuse_one_file()")
+
+
 def test_upload_is_transactional(cluster, db):
     with pytest.raises(psycopg.errors.RaiseException):
         with db.transaction():

@@ -10,7 +10,8 @@ order. Every page gets an HTML comment with this run's id, so content-hash dedup
 page that an earlier run (or `make run`) already ingested; the text is unchanged. The bench's documents
 are deleted at the end.
 
-Two passes, each on the cluster's own background worker (whatever rag.workers_per_database says):
+Two passes, each on the cluster's own background worker (whatever rag.workers_per_database says), the
+built-in model first (on a quiet server: the stand-in pass leaves merges and autovacuum work behind):
 
   stand-in  an OpenAI-compatible embedding server in this process (POST /v1/embeddings, HTTP/1.1
             keep-alive) that answers at once with a deterministic 384-d hashed bag-of-words vector per input, so the
@@ -241,15 +242,6 @@ def main() -> None:
               f"worker(s), rag.embedding_batch_size = {batch_size}, {cpus} CPUs; run {run_id}")
         cleanup(conn)
         try:
-            if args.standin_files > 0:
-                docs = pages(args.source, args.standin_files)
-                configure_worker(conn, {"rag.embedding_provider": "openai",
-                                        "rag.embedding_url": f"http://127.0.0.1:{port}",
-                                        "rag.embedding_model": STANDIN_MODEL})
-                p = run_pass(conn, "stand-in server", docs, run_id)
-                raw = raw_standin(port, p["texts"], batch_size)
-                report(p, raw, "this script posting the same texts to the stand-in, same batch size",
-                       write_path(conn, p["meta"]))
             if args.builtin_files > 0:
                 configure_worker(conn, None)
                 docs = pages(args.source, args.builtin_files)
@@ -259,6 +251,15 @@ def main() -> None:
                 conn.execute("SELECT count(*) FROM rag.embed_many(%s, 'document')", (p["texts"],)).fetchone()
                 raw = time.perf_counter() - t0
                 report(p, raw, "rag.embed_many on the same texts in one backend", write_path(conn, p["meta"]))
+            if args.standin_files > 0:
+                docs = pages(args.source, args.standin_files)
+                configure_worker(conn, {"rag.embedding_provider": "openai",
+                                        "rag.embedding_url": f"http://127.0.0.1:{port}",
+                                        "rag.embedding_model": STANDIN_MODEL})
+                p = run_pass(conn, "stand-in server", docs, run_id)
+                raw = raw_standin(port, p["texts"], batch_size)
+                report(p, raw, "this script posting the same texts to the stand-in, same batch size",
+                       write_path(conn, p["meta"]))
         finally:
             configure_worker(conn, None)
             cleanup(conn)

@@ -105,8 +105,8 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
 /// Claim up to `rag.worker_batch_size` messages and process them together, committing after each
 /// step: claim; parse and chunk every file; embed in full batches across files (progress and a
 /// visibility-timeout heartbeat committed after each batch); store every document in one transaction.
-/// A file that fails fails alone (subtransactions); an embedding batch that fails fails the files
-/// that had chunks in it. False when the queue is empty.
+/// A file that fails fails alone (subtransactions); an embedding batch the provider refuses is
+/// retried file by file, so that only the file it refuses fails. False when the queue is empty.
 fn process_group() -> bool {
     let want = guc::WORKER_BATCH_SIZE.get().max(1);
     let t0 = std::time::Instant::now();
@@ -140,18 +140,20 @@ fn process_group() -> bool {
             continue;
         }
         in_transaction(|| {
-            match subxact::run(|| ingest::embed_spans(&mut docs, &spans).unwrap_or_else(|e| crate::embed::report(e))) {
-                Ok(()) => {
-                    for s in &spans {
-                        done[s.doc] += s.range.len();
-                        task::record_done(&claims[s.doc], done[s.doc]);
+            for (part, outcome) in embed_isolating(&mut docs, spans) {
+                match outcome {
+                    Ok(()) => {
+                        for s in &part {
+                            done[s.doc] += s.range.len();
+                            task::record_done(&claims[s.doc], done[s.doc]);
+                        }
                     }
-                }
-                Err(f) => {
-                    for s in &spans {
-                        if !failed[s.doc] {
-                            failed[s.doc] = true;
-                            task::fail(&claims[s.doc], &f.message, f.is_permanent());
+                    Err(f) => {
+                        for s in &part {
+                            if !failed[s.doc] {
+                                failed[s.doc] = true;
+                                task::fail(&claims[s.doc], &f.message, f.is_permanent());
+                            }
                         }
                     }
                 }
@@ -188,4 +190,31 @@ fn process_group() -> bool {
         t_store - t_embed
     );
     true
+}
+
+/// Embed one batch in one provider call. If the provider refuses it and the batch holds chunks of
+/// several files, embed each file's chunks alone, so that a file the provider refuses (too long, bad
+/// input) fails alone instead of taking the other files of its batch with it. Returns each part with
+/// its outcome. Runs inside a transaction (subtransactions catch the errors).
+fn embed_isolating(
+    docs: &mut [ingest::PreparedDocument],
+    spans: Vec<ingest::Span>,
+) -> Vec<(Vec<ingest::Span>, Result<(), subxact::Failure>)> {
+    let embed = |docs: &mut [ingest::PreparedDocument], part: &[ingest::Span]| {
+        subxact::run(|| ingest::embed_spans(docs, part).unwrap_or_else(|e| crate::embed::report(e)))
+    };
+    let whole = embed(docs, &spans);
+    let mut files: Vec<usize> = spans.iter().map(|s| s.doc).collect();
+    files.dedup();
+    if whole.is_ok() || files.len() < 2 {
+        return vec![(spans, whole)];
+    }
+    files
+        .into_iter()
+        .map(|d| {
+            let part: Vec<ingest::Span> = spans.iter().filter(|s| s.doc == d).cloned().collect();
+            let outcome = embed(docs, &part);
+            (part, outcome)
+        })
+        .collect()
 }

@@ -182,6 +182,15 @@ class StandIn(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         StandIn.calls.append(len(body["input"]))
+        if any("REFUSE-ME" in text for text in body["input"]):
+            # what OpenAI-compatible servers answer for input they will not embed
+            out = json.dumps({"error": {"message": "input rejected", "type": "invalid_request_error"}}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+            return
         if StandIn.throttle > 0:
             StandIn.throttle -= 1
             self.send_response(429)
@@ -220,6 +229,35 @@ def test_429_with_retry_after_is_a_wait_not_a_failure(cluster, db):
         assert StandIn.throttle == 0 and len(StandIn.calls) >= 3  # two 429s, then success
         model = db.execute("SELECT DISTINCT embedding_model FROM rag.chunks c JOIN rag.job_tasks t ON t.document_id = c.document_id WHERE t.batch_id = %s", (batch,)).fetchall()
         assert model == [("openai/stand-in-8d",)]
+    finally:
+        for g in ["rag.embedding_provider", "rag.embedding_model", "rag.embedding_url", "rag.max_attempts"]:
+            db.execute(f"ALTER SYSTEM RESET {g}")
+        db.execute("SELECT pg_reload_conf()")
+        server.shutdown()
+
+
+def test_a_file_the_embedding_server_refuses_fails_alone(cluster, db):
+    # The worker embeds chunks of several files in one request; when the server refuses that request,
+    # it must retry file by file so that the other files of the batch are not failed with it.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        db.execute("ALTER SYSTEM SET rag.embedding_provider = 'openai'")
+        db.execute("ALTER SYSTEM SET rag.embedding_model = 'stand-in-8d'")
+        db.execute(f"ALTER SYSTEM SET rag.embedding_url = 'http://127.0.0.1:{server.server_port}'")
+        db.execute("ALTER SYSTEM SET rag.max_attempts = 1")
+        db.execute("SELECT pg_reload_conf()")
+        time.sleep(1.5)
+        StandIn.calls.clear()
+        batch = upload(db, [("good1.txt", b"Write-ahead logging protects committed data."),
+                            ("bad.txt", b"This text says REFUSE-ME to the embedding server."),
+                            ("good2.txt", b"Streaming replication ships WAL to standbys.")])
+        status, completed, failed, total = wait_done(cluster, batch, timeout=120)
+        assert (status, completed, failed) == ("partially failed", 2, 1)
+        error = db.execute("SELECT file_name, error FROM rag.batch_files(%s) WHERE status = 'failed'", (batch,)).fetchall()
+        assert error[0][0] == "bad.txt" and "400" in error[0][1]
+        assert StandIn.calls[0] == 3  # the three files went out in one request first
+        assert_each_file_once(db, batch, 3)
     finally:
         for g in ["rag.embedding_provider", "rag.embedding_model", "rag.embedding_url", "rag.max_attempts"]:
             db.execute(f"ALTER SYSTEM RESET {g}")

@@ -3,7 +3,9 @@
 //! score(chunk) = bm25_weight / (rrf_k + bm25_rank) + vector_weight / (rrf_k + vector_rank)
 //! A leg that did not return the chunk adds nothing. The metadata filter is applied inside both legs
 //! (the vector leg uses pgvector's iterative scan), so a selective filter still yields `k` rows.
-//! Ties are broken by the best single-leg rank, then by chunk id: deterministic and meaningful.
+//! Ties are broken by the best single-leg rank, then by the chunk's position in its document (earlier
+//! first), then by chunk id: deterministic and meaningful. (Position before id was chosen on SciFact's
+//! train split, nDCG@10 0.7296 -> 0.7303; ids are random per ingest, positions are not.)
 
 use super::{index_only_plan, query_embedding, MAX_K};
 use crate::errors::{self, SpiOk};
@@ -41,7 +43,7 @@ SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, f.score::floa
 FROM fused f
 JOIN rag.chunks c ON c.id = f.id
 JOIN rag.document_files d ON d.id = c.document_id
-ORDER BY f.score DESC, least(coalesce(f.bm25_rank, 2147483647), coalesce(f.vector_rank, 2147483647)), f.id
+ORDER BY f.score DESC, least(coalesce(f.bm25_rank, 2147483647), coalesce(f.vector_rank, 2147483647)), c.chunk_index, f.id
 LIMIT $10";
 
 pub struct HybridParams {

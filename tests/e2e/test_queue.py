@@ -1,5 +1,6 @@
 """Asynchronous ingestion on a real cluster with the background worker preloaded: mixed real files,
 a corrupt PDF, crashes of the worker and of the whole server, and an embedding server that says 429."""
+import contextlib
 import json
 import os
 import signal
@@ -213,32 +214,10 @@ class StandIn(BaseHTTPRequestHandler):
         pass
 
 
-def test_429_with_retry_after_is_a_wait_not_a_failure(cluster, db):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        db.execute("ALTER SYSTEM SET rag.embedding_provider = 'openai'")
-        db.execute("ALTER SYSTEM SET rag.embedding_model = 'stand-in-8d'")
-        db.execute(f"ALTER SYSTEM SET rag.embedding_url = 'http://127.0.0.1:{server.server_port}'")
-        db.execute("ALTER SYSTEM SET rag.max_attempts = 1")
-        db.execute("SELECT pg_reload_conf()")
-        time.sleep(1.5)
-        batch = upload(db, [("t1.txt", b"Throttled text one about archives."), ("t2.txt", b"Throttled text two about replicas.")])
-        status, completed, failed, total = wait_done(cluster, batch, timeout=120)
-        assert (status, completed, failed) == ("completed", 2, 0)
-        assert StandIn.throttle == 0 and len(StandIn.calls) >= 3  # two 429s, then success
-        model = db.execute("SELECT DISTINCT embedding_model FROM rag.chunks c JOIN rag.job_tasks t ON t.document_id = c.document_id WHERE t.batch_id = %s", (batch,)).fetchall()
-        assert model == [("openai/stand-in-8d",)]
-    finally:
-        for g in ["rag.embedding_provider", "rag.embedding_model", "rag.embedding_url", "rag.max_attempts"]:
-            db.execute(f"ALTER SYSTEM RESET {g}")
-        db.execute("SELECT pg_reload_conf()")
-        server.shutdown()
-
-
-def test_a_file_the_embedding_server_refuses_fails_alone(cluster, db):
-    # The worker embeds chunks of several files in one request; when the server refuses that request,
-    # it must retry file by file so that the other files of the batch are not failed with it.
+@contextlib.contextmanager
+def worker_on_stand_in(db):
+    """Point the background worker at a StandIn server (OpenAI wire format, 8-d vectors, one attempt per
+    task) for the duration of the block; the settings are reset afterwards."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -249,6 +228,28 @@ def test_a_file_the_embedding_server_refuses_fails_alone(cluster, db):
         db.execute("SELECT pg_reload_conf()")
         time.sleep(1.5)
         StandIn.calls.clear()
+        yield server
+    finally:
+        for g in ["rag.embedding_provider", "rag.embedding_model", "rag.embedding_url", "rag.max_attempts"]:
+            db.execute(f"ALTER SYSTEM RESET {g}")
+        db.execute("SELECT pg_reload_conf()")
+        server.shutdown()
+
+
+def test_429_with_retry_after_is_a_wait_not_a_failure(cluster, db):
+    with worker_on_stand_in(db):
+        batch = upload(db, [("t1.txt", b"Throttled text one about archives."), ("t2.txt", b"Throttled text two about replicas.")])
+        status, completed, failed, total = wait_done(cluster, batch, timeout=120)
+        assert (status, completed, failed) == ("completed", 2, 0)
+        assert StandIn.throttle == 0 and len(StandIn.calls) >= 3  # two 429s, then success
+        model = db.execute("SELECT DISTINCT embedding_model FROM rag.chunks c JOIN rag.job_tasks t ON t.document_id = c.document_id WHERE t.batch_id = %s", (batch,)).fetchall()
+        assert model == [("openai/stand-in-8d",)]
+
+
+def test_a_file_the_embedding_server_refuses_fails_alone(cluster, db):
+    # The worker embeds chunks of several files in one request; when the server refuses that request,
+    # it must retry file by file so that the other files of the batch are not failed with it.
+    with worker_on_stand_in(db):
         batch = upload(db, [("good1.txt", b"Write-ahead logging protects committed data."),
                             ("bad.txt", b"This text says REFUSE-ME to the embedding server."),
                             ("good2.txt", b"Streaming replication ships WAL to standbys.")])
@@ -258,8 +259,3 @@ def test_a_file_the_embedding_server_refuses_fails_alone(cluster, db):
         assert error[0][0] == "bad.txt" and "400" in error[0][1]
         assert StandIn.calls[0] == 3  # the three files went out in one request first
         assert_each_file_once(db, batch, 3)
-    finally:
-        for g in ["rag.embedding_provider", "rag.embedding_model", "rag.embedding_url", "rag.max_attempts"]:
-            db.execute(f"ALTER SYSTEM RESET {g}")
-        db.execute("SELECT pg_reload_conf()")
-        server.shutdown()

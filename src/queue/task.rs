@@ -99,9 +99,6 @@ pub fn claim_up_to(n: i32) -> (usize, Vec<Claimed>) {
 fn start(msg_id: i64, task_id: Uuid) -> Option<Claimed> {
     let started = Spi::connect_mut(|client| {
         let mut rows = client.update(START_TASK, Some(1), &[task_id.into()])?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
         let Some(r) = rows.next() else { return Ok(None) };
         Ok::<_, SpiError>(Some((
             r.get::<Uuid>(1)?,

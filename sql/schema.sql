@@ -100,6 +100,7 @@ CREATE TABLE rag.job_tasks (
     content          bytea,                           -- the uploaded file; cleared once ingested
     metadata         jsonb NOT NULL DEFAULT '{}',
     msg_id           bigint,                          -- its pgmq message in queue rag_documents
+    claim_token      uuid,                            -- the current claim; only it may complete or fail the task
     attempts         integer NOT NULL DEFAULT 0,
     total_chunks     integer NOT NULL DEFAULT 0,
     completed_chunks integer NOT NULL DEFAULT 0,
@@ -155,3 +156,13 @@ AS $$
 $$;
 
 SELECT pgmq.create('rag_documents');
+
+-- Queue messages that could not be processed at all (malformed, not a task): archived in pgmq, the reason here.
+CREATE TABLE rag.dead_letters (
+    id          bigserial PRIMARY KEY,
+    queue_name  text NOT NULL,
+    msg_id      bigint NOT NULL,
+    message     text,
+    reason      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

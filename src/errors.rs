@@ -16,6 +16,16 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<S
     unreachable!("ereport(ERROR) returned")
 }
 
+/// A WARNING with a hint (the statement goes on).
+pub fn warn(message: impl Into<String>, hint: impl Into<String>) {
+    let hint = hint.into();
+    let mut report = ErrorReport::new(PgSqlErrorCode::ERRCODE_WARNING, message.into(), "ragbench");
+    if !hint.is_empty() {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::WARNING);
+}
+
 /// Invalid argument from the caller (SQLSTATE 22023).
 pub fn invalid(message: impl Into<String>, hint: impl Into<String>) -> ! {
     raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint)

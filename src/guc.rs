@@ -30,6 +30,8 @@ pub static WORKER_POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(100
 pub static WORKER_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static VISIBILITY_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static BM25_AUTO_REPAIR: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static DEBUG_ABORT_ON_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub static MAX_MESSAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 pub static TEMPORARY_SESSION_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
@@ -52,6 +54,23 @@ pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
 }
 
 pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"rag.bm25_auto_repair",
+        c"Whether the background worker checks the BM25 index at start (and on reload) and repairs it.",
+        c"pg_search 0.21 does not WAL-log its index: after a crash it can miss rows or be damaged. The worker \
+          re-indexes missing rows, or rebuilds a damaged index; rag.verify() does the same on demand.",
+        &BM25_AUTO_REPAIR,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.debug_abort_on_file",
+        c"Test only: abort the process that processes a queued file of this name (superuser only).",
+        c"Used by the end-to-end tests to show that a file that kills its worker is given up on.",
+        &DEBUG_ABORT_ON_FILE,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
     GucRegistry::define_int_guc(
         c"rag.chunk_size",
         c"Maximum chunk size, in tokens of the embedding model's tokenizer.",

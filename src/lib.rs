@@ -18,6 +18,7 @@ pub mod embed;
 mod errors;
 mod guc;
 pub mod ingest;
+pub mod interrupts;
 pub mod queue;
 pub mod search;
 

@@ -2,6 +2,7 @@
 //! (`worker.rs`) or `rag.process_queue` ingests them (`task.rs`), `rag.batch_status` (sql/schema.sql)
 //! reports progress, `rag.retry_failed` re-sends dead letters.
 
+pub mod crash_test;
 pub mod subxact;
 pub mod task;
 pub mod worker;
@@ -72,17 +73,23 @@ fn process_queue(max_messages: default!(i32, 10)) -> i32 {
     }
     let mut handled = 0;
     while handled < max_messages {
+        crate::interrupts::check();
         let Some(claimed) = task::claim() else { break };
+        // Cancel and statement_timeout are raised again by subxact::run: they end the call.
         let outcome = subxact::run(|| {
             let mut doc = task::chunk(&claimed);
             let mut done = 0;
             for range in ingest::embedding_batches(&doc) {
+                // Keep the message invisible for the whole next step, before it starts.
+                task::heartbeat(&[claimed.msg_id]);
+                crate::interrupts::check();
                 done += range.len();
                 if let Err(e) = ingest::embed_range(&mut doc, range) {
                     crate::embed::report(e);
                 }
-                task::record_progress(&claimed, done);
+                task::record_done(&claimed, done);
             }
+            task::heartbeat(&[claimed.msg_id]);
             task::finish(&claimed, &doc)
         });
         if let Err(f) = outcome {

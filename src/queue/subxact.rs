@@ -1,6 +1,10 @@
 //! Run a closure in an internal subtransaction, the way PL/pgSQL runs a BEGIN … EXCEPTION block:
 //! an error inside rolls back only the subtransaction and comes back as a value, so one failed file
 //! does not abort the rest of a batch.
+//!
+//! Like PL/pgSQL's `WHEN OTHERS`, it never keeps a cancel: query cancel (`pg_cancel_backend`,
+//! `statement_timeout`), lock and idle timeouts and administrator shutdown roll the subtransaction
+//! back and are raised again, so they end the whole statement as the caller asked.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -48,10 +52,35 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
             pg_sys::MemoryContextSwitchTo(old_context);
             pg_sys::CurrentResourceOwner = old_owner;
+            if is_interrupt(&caught) {
+                caught.rethrow()
+            }
             Err(describe(caught))
         })
         .execute()
     }
+}
+
+/// Errors that a caller's cancel, timeout or shutdown raised: never turned into a value.
+fn is_interrupt(caught: &pg_sys::panic::CaughtError) -> bool {
+    use pg_sys::panic::CaughtError;
+    let code = match caught {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
+            r.sql_error_code()
+        }
+    };
+    is_interrupt_code(code)
+}
+
+pub fn is_interrupt_code(code: PgSqlErrorCode) -> bool {
+    matches!(
+        code,
+        PgSqlErrorCode::ERRCODE_QUERY_CANCELED
+            | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN
+            | PgSqlErrorCode::ERRCODE_CRASH_SHUTDOWN
+            | PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+            | PgSqlErrorCode::ERRCODE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+    )
 }
 
 fn describe(caught: pg_sys::panic::CaughtError) -> Failure {

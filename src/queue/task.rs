@@ -1,6 +1,7 @@
 //! One ingestion task, from its pgmq message to committed chunks, in three steps:
 //!
-//! 1. `claim`   read one message (pgmq visibility timeout), mark its task `processing`, attempts+1;
+//! 1. `claim`   read one message (pgmq visibility timeout), mark its task `processing` under a new
+//!              claim token, attempts+1 (a task whose earlier claims all died is failed instead);
 //! 2. `prepare` parse and chunk the file (total_chunks recorded), then embed in batches
 //!              (completed_chunks recorded after each batch);
 //! 3. `finish`  write document and chunks, mark the task `completed`, archive the message.
@@ -10,7 +11,7 @@
 //! caller's transaction. Either way the message is archived only in the transaction that writes the
 //! document, and re-delivery finds the document by content hash: each file ends up exactly once.
 
-use crate::errors::SpiOk;
+use crate::errors::{NoRowIsNone, SpiOk};
 use pgrx::spi::SpiError;
 use crate::guc;
 use crate::ingest::{self, formats, store, PreparedDocument};
@@ -19,27 +20,52 @@ use pgrx::{JsonB, Uuid};
 
 pub const QUEUE: &str = "rag_documents";
 
-const READ_MESSAGES: &str = "\
-SELECT msg_id, (message->>'task_id')::uuid FROM pgmq.read($1, $2, $3)";
+/// The raw message: parsed in Rust, so that one malformed message cannot make the read itself fail.
+const READ_MESSAGES: &str = "SELECT msg_id, message::text FROM pgmq.read($1, $2, $3)";
 
+/// Start a claim: a new claim token, attempts + 1 (counted when claimed, so a file that kills the
+/// process is counted too).
 const START_TASK: &str = "\
-UPDATE rag.job_tasks SET status = 'processing', attempts = attempts + 1, updated_at = now()
+UPDATE rag.job_tasks SET status = 'processing', attempts = attempts + 1, claim_token = gen_random_uuid(),
+       updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'processing')
-RETURNING batch_id, file_name, content, metadata, attempts";
+RETURNING batch_id, file_name, content, metadata, attempts, claim_token";
+
+/// Give up on a task whose processing died `rag.max_attempts` times (no content read, no work done).
+const GIVE_UP_DEAD: &str = "\
+UPDATE rag.job_tasks SET status = 'failed', claim_token = NULL, updated_at = now(),
+       error_message = format('the server process died while processing this file %s times (rag.max_attempts = %s); \
+giving up. rag.retry_failed() queues it again.', attempts, $2)
+WHERE id = $1 AND status = 'processing' AND attempts >= $2
+RETURNING batch_id, attempts";
+
+/// Lock the task row of the current claim; no row: another consumer has claimed it since (this one is stale).
+const HOLDS_CLAIM: &str = "\
+SELECT true FROM rag.job_tasks WHERE id = $1 AND claim_token = $2 AND status = 'processing' FOR UPDATE";
+
+const UNFINISHED: &str = "SELECT status = 'processing' FROM rag.job_tasks WHERE id = $1";
+
+const DEAD_LETTER: &str = "\
+INSERT INTO rag.dead_letters (queue_name, msg_id, message, reason) VALUES ($1, $2, $3, $4)";
 
 const SET_TOTAL: &str = "\
-UPDATE rag.job_tasks SET total_chunks = $2, completed_chunks = 0, updated_at = now() WHERE id = $1";
+UPDATE rag.job_tasks SET total_chunks = $2, completed_chunks = 0, updated_at = now() WHERE id = $1 AND claim_token = $3";
 
-const SET_DONE: &str = "UPDATE rag.job_tasks SET completed_chunks = $2, updated_at = now() WHERE id = $1";
+const SET_DONE: &str = "\
+UPDATE rag.job_tasks SET completed_chunks = $2, updated_at = now() WHERE id = $1 AND claim_token = $3";
 
 const COMPLETE_TASK: &str = "\
 UPDATE rag.job_tasks t SET status = 'completed', document_id = $2, total_chunks = n.chunks, completed_chunks = n.chunks,
-       content = NULL, error_message = NULL, updated_at = now()
+       content = NULL, error_message = NULL, claim_token = NULL, updated_at = now()
 FROM (SELECT count(*)::int AS chunks FROM rag.chunks WHERE document_id = $2) n
-WHERE t.id = $1";
+WHERE t.id = $1 AND t.claim_token = $3";
 
+/// Only the current claim may fail its task; a stale consumer's update matches no row.
 const FAIL_TASK: &str = "\
-UPDATE rag.job_tasks SET status = $2, error_message = $3, updated_at = now() WHERE id = $1";
+UPDATE rag.job_tasks SET status = $2, error_message = $3, updated_at = now(),
+       claim_token = NULL
+WHERE id = $1 AND claim_token = $4 AND status = 'processing'
+RETURNING id";
 
 const ARCHIVE: &str = "SELECT pgmq.archive($1, $2)";
 const RETRY_LATER: &str = "SELECT 1 FROM pgmq.set_vt($1, $2, $3)";
@@ -47,10 +73,11 @@ const RETRY_LATER_MANY: &str = "SELECT count(*) FROM pgmq.set_vt($1, $2::bigint[
 const TOUCH_BATCH: &str = "UPDATE rag.job_batches SET updated_at = now() WHERE id = $1";
 const NOTIFY: &str = "SELECT pg_notify('rag_progress', $1)";
 
-/// A claimed message and its task.
+/// A claimed message and its task. `token` identifies this claim: only it may complete or fail the task.
 pub struct Claimed {
     pub msg_id: i64,
     pub task_id: Uuid,
+    pub token: Uuid,
     pub batch_id: Uuid,
     pub file_name: String,
     pub content: Vec<u8>,
@@ -72,31 +99,106 @@ pub fn claim() -> Option<Claimed> {
     }
 }
 
+/// What a queue message asks for: the task id, or why the message is unusable.
+pub fn parse_message(message: Option<&str>) -> Result<Uuid, String> {
+    let text = message.ok_or_else(|| "the message is NULL".to_string())?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the message is not JSON ({e})"))?;
+    let id = value
+        .get("task_id")
+        .ok_or_else(|| "the message has no task_id".to_string())?
+        .as_str()
+        .ok_or_else(|| "task_id is not a string".to_string())?;
+    let parsed = uuid::Uuid::parse_str(id).map_err(|_| format!("task_id '{}' is not a uuid", crate::ingest::short(id)))?;
+    Ok(Uuid::from_bytes(*parsed.as_bytes()))
+}
+
 /// Read up to `n` visible messages in one statement and start their tasks. Returns how many
-/// messages were read (0: the queue is empty) and the claimed tasks; messages whose task is gone or
-/// already finished are archived and skipped.
+/// messages were read (0: the queue is empty) and the claimed tasks. Malformed messages become dead
+/// letters (archived, reason in rag.dead_letters); messages whose task is gone or finished are
+/// archived; tasks whose processing died `rag.max_attempts` times are failed.
 pub fn claim_up_to(n: i32) -> (usize, Vec<Claimed>) {
     let vt = guc::VISIBILITY_TIMEOUT_S.get();
-    let messages: Vec<(i64, Option<Uuid>)> = Spi::connect(|client| {
+    let messages: Vec<(i64, Option<String>)> = Spi::connect(|client| {
         client
             .select(READ_MESSAGES, None, &[QUEUE.into(), vt.into(), n.max(1).into()])?
-            .map(|r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<Uuid>(2)?)))
+            .map(|r| Ok((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?)))
             .collect::<Result<Vec<_>, SpiError>>()
     })
     .or_raise("reading the ingestion queue");
     let read = messages.len();
     let mut claimed = Vec::with_capacity(read);
-    for (msg_id, task_id) in messages {
-        match task_id.and_then(|t| start(msg_id, t)) {
-            Some(c) => claimed.push(c),
+    // A task whose previous claim never ended may be the file that killed that process: it is
+    // processed alone, so that the other files of its group are not counted as dying with it.
+    let mut alone = false;
+    for (msg_id, message) in messages {
+        let task_id = match parse_message(message.as_deref()) {
+            Ok(t) => t,
+            Err(reason) => {
+                dead_letter(msg_id, message.as_deref(), &reason);
+                continue;
+            }
+        };
+        if alone {
+            release(msg_id);
+            continue;
+        }
+        let suspect = previous_claim_unfinished(task_id);
+        if suspect && !claimed.is_empty() {
+            release(msg_id);
+            continue;
+        }
+        match start(msg_id, task_id) {
+            Some(c) => {
+                claimed.push(c);
+                alone = suspect;
+            }
             None => archive(msg_id),
         }
     }
     (read, claimed)
 }
 
-/// Mark a message's task `processing` (attempts + 1); `None` if the task is gone or finished.
+/// The task is still `processing` although its message was delivered again: its last claim died.
+fn previous_claim_unfinished(task_id: Uuid) -> bool {
+    Spi::get_one_with_args::<bool>(UNFINISHED, &[task_id.into()])
+        .no_row_is_none()
+        .or_raise("reading the task's state")
+        .unwrap_or(false)
+}
+
+/// Make a read message visible again at once, untouched (another group takes it).
+fn release(msg_id: i64) {
+    Spi::run_with_args(RETRY_LATER, &[QUEUE.into(), msg_id.into(), 0.into()]).or_raise("releasing a message");
+}
+
+/// Archive a message that cannot be processed and record why, with a WARNING in the server log.
+fn dead_letter(msg_id: i64, message: Option<&str>, reason: &str) {
+    warning!("ragbench: message {msg_id} of queue {QUEUE} is malformed ({reason}); archived as a dead letter");
+    let shown: Option<String> = message.map(|m| m.chars().take(1000).collect());
+    Spi::run_with_args(DEAD_LETTER, &[QUEUE.into(), msg_id.into(), shown.into(), reason.into()])
+        .or_raise("recording a dead letter");
+    archive(msg_id);
+}
+
+/// Mark a message's task `processing` under a new claim (attempts + 1); `None` if the task is gone or
+/// finished, or if its processing already died `rag.max_attempts` times (then it is failed here).
 fn start(msg_id: i64, task_id: Uuid) -> Option<Claimed> {
+    let max = guc::MAX_ATTEMPTS.get().max(1);
+    let dead = Spi::connect_mut(|client| {
+        let mut rows = client.update(GIVE_UP_DEAD, Some(1), &[task_id.into(), max.into()])?;
+        let Some(r) = rows.next() else { return Ok(None) };
+        Ok::<_, SpiError>(Some((r.get::<Uuid>(1)?, r.get::<i32>(2)?.unwrap_or(max))))
+    })
+    .or_raise("checking the task's earlier attempts");
+    if let Some((batch, attempts)) = dead {
+        warning!("ragbench: task {task_id}: the server process died while processing its file {attempts} times; marked failed");
+        if let Some(b) = batch {
+            Spi::run_with_args(TOUCH_BATCH, &[b.into()]).or_raise("updating the batch");
+            notify(b, task_id, "failed");
+        }
+        return None;
+    }
     let started = Spi::connect_mut(|client| {
         let mut rows = client.update(START_TASK, Some(1), &[task_id.into()])?;
         let Some(r) = rows.next() else { return Ok(None) };
@@ -106,14 +208,24 @@ fn start(msg_id: i64, task_id: Uuid) -> Option<Claimed> {
             r.get::<Vec<u8>>(3)?.unwrap_or_default(),
             r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})),
             r.get::<i32>(5)?.unwrap_or(1),
+            r.get::<Uuid>(6)?,
         )))
     })
     .or_raise("starting an ingestion task");
-    let (Some(batch_id), file_name, content, metadata, attempts) = started? else {
+    let (Some(batch_id), file_name, content, metadata, attempts, Some(token)) = started? else {
         return None;
     };
     notify(batch_id, task_id, "processing");
-    Some(Claimed { msg_id, task_id, batch_id, file_name, content, metadata, attempts })
+    Some(Claimed { msg_id, task_id, token, batch_id, file_name, content, metadata, attempts })
+}
+
+/// Whether `c` is still the task's current claim, locking the task row until the transaction ends (so
+/// no other consumer can claim it meanwhile). A stale claim must not write anything.
+pub fn holds_claim(c: &Claimed) -> bool {
+    Spi::get_one_with_args::<bool>(HOLDS_CLAIM, &[c.task_id.into(), c.token.into()])
+        .no_row_is_none()
+        .or_raise("checking the task's claim")
+        .unwrap_or(false)
 }
 
 /// Keep the messages of tasks still in work invisible for another visibility timeout.
@@ -127,36 +239,40 @@ pub fn heartbeat(msg_ids: &[i64]) {
 
 /// Record that `done` chunks of the task are embedded (progress only; see `heartbeat`).
 pub fn record_done(c: &Claimed, done: usize) {
-    Spi::run_with_args(SET_DONE, &[c.task_id.into(), (done as i32).into()]).or_raise("recording progress");
+    Spi::run_with_args(SET_DONE, &[c.task_id.into(), (done as i32).into(), c.token.into()]).or_raise("recording progress");
 }
 
 /// Parse and chunk the claimed file; records total_chunks. Raises on bad input.
 pub fn chunk(c: &Claimed) -> PreparedDocument {
+    super::crash_test::maybe_abort(&c.file_name);
     let doc = prepare_file(&c.file_name, &c.content, c.metadata.clone());
-    Spi::run_with_args(SET_TOTAL, &[c.task_id.into(), (doc.chunks.len() as i32).into()]).or_raise("recording progress");
+    Spi::run_with_args(SET_TOTAL, &[c.task_id.into(), (doc.chunks.len() as i32).into(), c.token.into()])
+        .or_raise("recording progress");
     doc
 }
 
-/// Record that `done` chunks of the task are embedded, and keep the message invisible for another
-/// visibility timeout (a heartbeat: only a stalled or crashed worker lets it be delivered again).
-pub fn record_progress(c: &Claimed, done: usize) {
-    record_done(c, done);
-    heartbeat(&[c.msg_id]);
-}
-
 /// Write the document (or find it: same content → same document), complete the task, archive.
-pub fn finish(c: &Claimed, doc: &PreparedDocument) -> Uuid {
-    finish_group(&[(c, doc)])[0]
+/// `None`: the claim is stale (another consumer took the task over), and nothing was written.
+pub fn finish(c: &Claimed, doc: &PreparedDocument) -> Option<Uuid> {
+    finish_group(&[(c, doc)]).pop().flatten()
 }
 
 /// `finish` for several files at once: documents found or inserted one by one (under their hash
 /// locks), the chunks of every new document in one statement, then each task completed and its
-/// message archived. Returns the document ids in order. An error aborts the whole group: run it in a
+/// message archived. Returns the document ids in order (`None` for a stale claim, which writes
+/// nothing: its task row is checked and locked first). An error aborts the whole group: run it in a
 /// subtransaction and fall back to `finish` per file.
-pub fn finish_group(items: &[(&Claimed, &PreparedDocument)]) -> Vec<Uuid> {
+pub fn finish_group(items: &[(&Claimed, &PreparedDocument)]) -> Vec<Option<Uuid>> {
+    let live: Vec<bool> = items.iter().map(|(c, _)| holds_claim(c)).collect();
+    for ((c, _), ok) in items.iter().zip(&live) {
+        if !ok {
+            log!("ragbench: task {} was claimed by another consumer meanwhile; this claim writes nothing", c.task_id);
+        }
+    }
+    let items: Vec<&(&Claimed, &PreparedDocument)> = items.iter().zip(&live).filter(|(_, ok)| **ok).map(|(i, _)| i).collect();
     let mut fresh: Vec<(Uuid, &PreparedDocument)> = Vec::new();
     let mut ids = Vec::with_capacity(items.len());
-    for (_, doc) in items {
+    for (_, doc) in &items {
         store::lock_hash(&doc.hash);
         let id = match store::find_by_hash(&doc.hash) {
             Some(existing) => existing,
@@ -170,27 +286,36 @@ pub fn finish_group(items: &[(&Claimed, &PreparedDocument)]) -> Vec<Uuid> {
     }
     store::insert_chunks(&fresh);
     for ((c, _), id) in items.iter().zip(&ids) {
-        Spi::run_with_args(COMPLETE_TASK, &[c.task_id.into(), (*id).into()]).or_raise("completing the task");
+        Spi::run_with_args(COMPLETE_TASK, &[c.task_id.into(), (*id).into(), c.token.into()]).or_raise("completing the task");
         archive(c.msg_id);
         Spi::run_with_args(TOUCH_BATCH, &[c.batch_id.into()]).or_raise("updating the batch");
         notify(c.batch_id, c.task_id, "completed");
     }
-    ids
+    let mut ids = ids.into_iter();
+    live.into_iter().map(|ok| if ok { ids.next() } else { None }).collect()
 }
 
 /// Record a failed attempt. Permanent failures, and the last allowed attempt, fail the task and archive
 /// its message (a dead letter: rag.retry_failed sends it again); otherwise the message becomes visible
 /// again after an exponential backoff.
+/// A stale claim (another consumer took the task over) changes nothing.
 pub fn fail(c: &Claimed, message: &str, permanent: bool) {
     let max = guc::MAX_ATTEMPTS.get().max(1);
-    if permanent || c.attempts >= max {
-        let text = if permanent { message.to_string() } else { format!("{message} (gave up after {} attempts)", c.attempts) };
-        Spi::run_with_args(FAIL_TASK, &[c.task_id.into(), "failed".into(), text.as_str().into()]).or_raise("failing the task");
+    let last = permanent || c.attempts >= max;
+    let text = if last && !permanent { format!("{message} (gave up after {} attempts)", c.attempts) } else { message.to_string() };
+    let status = if last { "failed" } else { "pending" };
+    let updated = Spi::get_one_with_args::<Uuid>(FAIL_TASK, &[c.task_id.into(), status.into(), text.as_str().into(), c.token.into()])
+        .no_row_is_none()
+        .or_raise("recording the failed attempt");
+    if updated.is_none() {
+        log!("ragbench: task {} was claimed by another consumer meanwhile; its failure here is not recorded", c.task_id);
+        return;
+    }
+    if last {
         archive(c.msg_id);
         notify(c.batch_id, c.task_id, "failed");
     } else {
         let backoff = backoff_seconds(c.attempts);
-        Spi::run_with_args(FAIL_TASK, &[c.task_id.into(), "pending".into(), message.into()]).or_raise("rescheduling the task");
         Spi::run_with_args(RETRY_LATER, &[QUEUE.into(), c.msg_id.into(), backoff.into()]).or_raise("rescheduling the message");
         notify(c.batch_id, c.task_id, "pending");
     }
@@ -232,4 +357,31 @@ pub fn prepare_file(file_name: &str, bytes: &[u8], metadata: serde_json::Value) 
         hash,
         metadata,
     )
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::parse_message;
+
+    #[test]
+    fn a_task_message_names_its_task() {
+        let id = parse_message(Some(r#"{"task_id": "6c8e7a52-3f0b-4a52-9a3c-1f3e9d6b2a10"}"#)).expect("valid");
+        assert_eq!(id.to_string(), "6c8e7a52-3f0b-4a52-9a3c-1f3e9d6b2a10");
+    }
+
+    #[test]
+    fn malformed_messages_say_why() {
+        let cases = [
+            (None, "NULL"),
+            (Some("not json"), "not JSON"),
+            (Some("[1, 2]"), "no task_id"),
+            (Some(r#"{"other": 1}"#), "no task_id"),
+            (Some(r#"{"task_id": 7}"#), "not a string"),
+            (Some(r#"{"task_id": "x'; DROP TABLE t; --"}"#), "not a uuid"),
+        ];
+        for (msg, why) in cases {
+            let err = parse_message(msg).expect_err("malformed");
+            assert!(err.contains(why), "{msg:?}: {err}");
+        }
+    }
 }

@@ -60,17 +60,21 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
     };
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    crate::interrupts::mark_worker();
     log!("ragbench worker started for database \"{db}\"");
 
     let mut said_waiting = false;
+    // Check the BM25 index once at start (a crash restarts every worker) and after each reload.
+    let mut check_bm25 = true;
     let mut last_cleanup = std::time::Instant::now() - Duration::from_secs(3600);
     loop {
-        if BackgroundWorker::sigterm_received() {
+        if crate::interrupts::stopping() {
             break;
         }
         if BackgroundWorker::sighup_received() {
             // SAFETY: the documented way for a background worker to re-read postgresql.conf.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            check_bm25 = true;
         }
         let ready = in_transaction(|| {
             Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')")
@@ -81,11 +85,22 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
         let mut handled = 0;
         if ready {
             said_waiting = false;
+            if slot % per_db == 0 && check_bm25 {
+                check_bm25 = false;
+                if guc::BM25_AUTO_REPAIR.get() {
+                    in_transaction(|| {
+                        // A failed repair is logged and waits for the next start or reload: never a loop.
+                        if let Err(f) = subxact::run(crate::search::verify::heal_in_worker) {
+                            warning!("ragbench worker: checking the BM25 index failed: {}", f.message);
+                        }
+                    });
+                }
+            }
             if slot % per_db == 0 && last_cleanup.elapsed() >= Duration::from_secs(60) {
                 last_cleanup = std::time::Instant::now();
                 in_transaction(|| Spi::run("SELECT rag.cleanup_temporary_sessions()").ok());
             }
-            if !BackgroundWorker::sigterm_received() && process_group() {
+            if !crate::interrupts::stopping() && process_group() {
                 handled += 1;
             }
         } else if !said_waiting {
@@ -94,6 +109,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
         }
         if handled == 0 {
             let poll = Duration::from_millis(guc::WORKER_POLL_INTERVAL_MS.get().max(10) as u64);
+            // wait_latch is false on SIGTERM (it reads and clears pgrx's flag) or postmaster death.
             if !BackgroundWorker::wait_latch(Some(poll)) {
                 break;
             }
@@ -129,6 +145,8 @@ fn process_group() -> bool {
             .unzip()
     });
     let t_chunk = t0.elapsed();
+    // Parsing may have taken a while: renew the claims before the embedding starts.
+    in_transaction(|| task::heartbeat(&claims.iter().map(|c| c.msg_id).collect::<Vec<_>>()));
     // Embed in batches that span files.
     let counts: Vec<usize> = docs.iter().map(|d| d.chunks.len()).collect();
     let size = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
@@ -139,6 +157,10 @@ fn process_group() -> bool {
         if spans.is_empty() {
             continue;
         }
+        in_transaction(|| {
+            let live: Vec<i64> = claims.iter().zip(&failed).filter(|(_, f)| !**f).map(|(c, _)| c.msg_id).collect();
+            task::heartbeat(&live);
+        });
         in_transaction(|| {
             for (part, outcome) in embed_isolating(&mut docs, spans) {
                 match outcome {
@@ -161,7 +183,7 @@ fn process_group() -> bool {
             let live: Vec<i64> = claims.iter().zip(&failed).filter(|(_, f)| !**f).map(|(c, _)| c.msg_id).collect();
             task::heartbeat(&live);
         });
-        if BackgroundWorker::sigterm_received() {
+        if crate::interrupts::stopping() {
             // Leave the messages to be delivered again after their visibility timeout.
             return true;
         }

@@ -10,23 +10,18 @@
 use super::{index_only_plan, query_embedding, MAX_K};
 use crate::errors::{self, SpiOk};
 use crate::guc;
+use crate::queue::subxact;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 
 /// Default candidates per leg when the caller passes NULL.
 pub const DEFAULT_CANDIDATES: i32 = 100;
 
-/// `{D}` is the model's dimension (integer), `{FILTER_B}`/`{FILTER_V}` are either empty or the fixed
-/// text `AND metadata @> $4`: nothing from the caller is formatted into the statement.
+/// `{D}` is the model's dimension (integer), `{BM25}` is `BM25_LEG` or `NO_BM25_LEG`, `{FILTER_B}` /
+/// `{FILTER_V}` are either empty or the fixed text `AND metadata @> $4`: nothing from the caller is
+/// formatted into the statement.
 const HYBRID_SEARCH: &str = "\
-WITH bm25 AS (
-    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS r
-    FROM (SELECT id, pdb.score(id) AS score
-          FROM rag.chunks
-          WHERE content_with_context ||| $1 {FILTER_B}
-          ORDER BY pdb.score(id) DESC
-          LIMIT $5) b
-), vec AS (
+WITH bm25 AS ({BM25}), vec AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS r
     FROM (SELECT id, embedding::vector({D}) <=> $2::real[]::vector({D}) AS distance
           FROM rag.chunks
@@ -45,6 +40,18 @@ JOIN rag.chunks c ON c.id = f.id
 JOIN rag.document_files d ON d.id = c.document_id
 ORDER BY f.score DESC, least(coalesce(f.bm25_rank, 2147483647), coalesce(f.vector_rank, 2147483647)), c.chunk_index, f.id
 LIMIT $10";
+
+const BM25_LEG: &str = "\
+    SELECT id, row_number() OVER (ORDER BY score DESC, id) AS r
+    FROM (SELECT id, pdb.score(id) AS score
+          FROM rag.chunks
+          WHERE content_with_context ||| $1 {FILTER_B}
+          ORDER BY pdb.score(id) DESC
+          LIMIT $5) b";
+
+/// The BM25 leg when the index cannot be read: no row, and no reference to the index. ($1 and $5 are
+/// still typed by the statement's other uses.)
+const NO_BM25_LEG: &str = "SELECT NULL::uuid AS id, NULL::bigint AS r WHERE $1::text IS NULL AND $5::bigint < 0";
 
 pub struct HybridParams {
     pub k: i32,
@@ -97,37 +104,63 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
     };
     let bm25_limit = if p.bm25_weight > 0.0 { p.candidates } else { 0 };
     let filter_sql = if p.filter.is_some() { "AND metadata @> $4" } else { "" };
-    let sql = HYBRID_SEARCH
-        .replace("{D}", &dims.to_string())
-        .replace("{FILTER_B}", filter_sql)
-        .replace("{FILTER_V}", filter_sql);
-    let filter = JsonB(p.filter.clone().unwrap_or_else(|| serde_json::json!({})));
+    let statement = |bm25_leg: &str| {
+        HYBRID_SEARCH
+            .replace("{BM25}", bm25_leg)
+            .replace("{D}", &dims.to_string())
+            .replace("{FILTER_B}", filter_sql)
+            .replace("{FILTER_V}", filter_sql)
+    };
+    let sql = statement(BM25_LEG);
+    let filter = p.filter.clone().unwrap_or_else(|| serde_json::json!({}));
     let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(p.candidates), p.filter.is_some());
-    Spi::connect(|client| {
-        let table = client.select(
-            sql.as_str(),
-            None,
-            &[
-                query.into(),
-                qv.into(),
-                model.as_str().into(),
-                filter.into(),
-                (bm25_limit as i64).into(),
-                (vec_limit as i64).into(),
-                p.bm25_weight.into(),
-                p.vector_weight.into(),
-                (p.rrf_k as f64).into(),
-                (p.k as i64).into(),
-            ],
-        )?;
-        table
-            .map(|row| {
-                let (id, doc, file, idx, content, score, meta) = super::read_row(&row)?;
-                Ok((id, doc, file, idx, content, score, row.get::<i32>(8)?, row.get::<i32>(9)?, meta))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-    })
-    .or_raise("hybrid search")
+    let run = |sql: &str, bm25_limit: i32| {
+        Spi::connect(|client| {
+            let table = client.select(
+                sql,
+                None,
+                &[
+                    query.into(),
+                    qv.clone().into(),
+                    model.as_str().into(),
+                    JsonB(filter.clone()).into(),
+                    (bm25_limit as i64).into(),
+                    (vec_limit as i64).into(),
+                    p.bm25_weight.into(),
+                    p.vector_weight.into(),
+                    (p.rrf_k as f64).into(),
+                    (p.k as i64).into(),
+                ],
+            )?;
+            table
+                .map(|row| {
+                    let (id, doc, file, idx, content, score, meta) = super::read_row(&row)?;
+                    Ok((id, doc, file, idx, content, score, row.get::<i32>(8)?, row.get::<i32>(9)?, meta))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
+        .or_raise("hybrid search")
+    };
+    if bm25_limit == 0 || vec_limit == 0 {
+        return run(&sql, bm25_limit);
+    }
+    // A damaged BM25 index (pg_search 0.21 does not WAL-log it; see rag.verify) must not take the
+    // vector leg down with it: answer from the leg that works, and say so. Cancel and timeouts are
+    // raised again by subxact::run, never answered from one leg.
+    match subxact::run(|| run(&sql, bm25_limit)) {
+        Ok(rows) => rows,
+        Err(f) => {
+            errors::warn(
+                format!("the BM25 index failed, so rag.hybrid_search answered from the vector leg only: {}", f.message),
+                "The BM25 index rag.chunks_bm25 needs repair: SELECT * FROM rag.verify(repair => true) (the background \
+                 worker also repairs it when it starts, with rag.bm25_auto_repair on).",
+            );
+            // pg_search's planner hook reads the index for any query on the table: keep it out.
+            let _off = super::ScopedSettings::new();
+            _off.set(c"paradedb.enable_custom_scan", "off");
+            run(&statement(NO_BM25_LEG), 0)
+        }
+    }
 }
 
 /// Hybrid search: weighted RRF of BM25 and vector search, each leg's rank shown (NULL where that leg

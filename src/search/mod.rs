@@ -5,6 +5,7 @@
 pub mod bm25;
 pub mod hybrid;
 pub mod vector;
+pub mod verify;
 
 use crate::errors;
 use pgrx::prelude::*;

@@ -28,6 +28,9 @@ pub fn vector_rows(query: &str, k: i32) -> Vec<SearchRow> {
     };
     let sql = VECTOR_SEARCH.replace("{D}", &dims.to_string());
     let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(k), false);
+    // The vector leg never needs pg_search: with its planner hook off, a damaged BM25 index (see
+    // verify.rs) cannot fail vector searches too.
+    _plan.set(c"paradedb.enable_custom_scan", "off");
     Spi::connect(|client| {
         let table = client.select(sql.as_str(), None, &[qv.into(), model.as_str().into(), (k as i64).into()])?;
         table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, _>>()

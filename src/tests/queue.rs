@@ -91,4 +91,63 @@ mod tests {
         assert!(id.is_some());
         assert_eq!(Spi::get_one::<String>("SELECT file_type FROM rag.documents").unwrap().as_deref(), Some("markdown"));
     }
+
+    #[pg_test]
+    fn a_task_whose_processing_died_max_attempts_times_is_failed_not_retried() {
+        let batch = upload(&["killer.txt", "fine.txt"], &[b"A file that killed three workers.", b"A fine file about indexes."]);
+        // as three deaths leave it: claimed three times, never finished
+        Spi::run("UPDATE rag.job_tasks SET status = 'processing', attempts = 3, claim_token = gen_random_uuid() WHERE file_name = 'killer.txt'")
+            .unwrap();
+        assert_eq!(Spi::get_one::<i32>("SELECT rag.process_queue(10)").unwrap(), Some(2));
+        assert_eq!(status(batch), ("partially failed".into(), 2, 1, 1));
+        let (err, attempts) = Spi::get_two::<String, i32>(
+            "SELECT error_message, attempts FROM rag.job_tasks WHERE file_name = 'killer.txt'",
+        )
+        .unwrap();
+        assert!(err.unwrap().contains("died while processing this file 3 times"));
+        assert_eq!(attempts, Some(3), "giving up is not another attempt");
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM pgmq.q_rag_documents").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn a_stale_claim_completes_nothing() {
+        upload(&["stale.txt"], &[b"Stale claims must not write."]);
+        // another consumer's claim is current: this backend's claim token never matches it
+        Spi::run("UPDATE rag.job_tasks SET status = 'processing', attempts = 1, claim_token = gen_random_uuid()").unwrap();
+        let token = Spi::get_one::<Uuid>("SELECT claim_token FROM rag.job_tasks").unwrap().unwrap();
+        assert_eq!(Spi::get_one::<i32>("SELECT rag.process_queue(10)").unwrap(), Some(1));
+        // process_queue re-claimed it (new token, attempt 2) and completed it under its own claim
+        let (st, attempts) = Spi::get_two::<String, i32>("SELECT status, attempts FROM rag.job_tasks").unwrap();
+        assert_eq!((st.as_deref(), attempts), (Some("completed"), Some(2)));
+        // the old token can no longer fail or complete anything
+        let n = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM rag.job_tasks WHERE claim_token = $1",
+            &[token.into()],
+        )
+        .unwrap();
+        assert_eq!(n, Some(0));
+    }
+
+    #[pg_test]
+    fn malformed_messages_become_dead_letters() {
+        Spi::run("SELECT pgmq.send('rag_documents', '{\"task_id\": \"nope\"}')").unwrap();
+        Spi::run("SELECT pgmq.send('rag_documents', '\"just a string\"')").unwrap();
+        upload(&["after.txt"], &[b"A file queued after two poison messages."]);
+        assert_eq!(Spi::get_one::<i32>("SELECT rag.process_queue(10)").unwrap(), Some(1));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM rag.dead_letters").unwrap(), Some(2));
+        let reason = Spi::get_one::<String>("SELECT reason FROM rag.dead_letters ORDER BY id LIMIT 1").unwrap().unwrap();
+        assert!(reason.contains("'nope' is not a uuid"), "{reason}");
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM pgmq.q_rag_documents").unwrap(), Some(0));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM rag.documents").unwrap(), Some(1));
+    }
+
+    #[pg_test]
+    fn verify_finds_a_healthy_bm25_index() {
+        Spi::run("SELECT rag.ingest_document('v.txt', 'Verify counts the chunks of the BM25 index.')").unwrap();
+        let (status, missing) = Spi::get_two::<String, i64>("SELECT status, missing FROM rag.verify()").unwrap();
+        assert_eq!((status.as_deref(), missing), (Some("ok"), Some(0)));
+        let (chunks, indexed) = Spi::get_two::<i64, i64>("SELECT chunks, bm25_indexed FROM rag.verify(repair => true)").unwrap();
+        assert!(chunks.unwrap() >= 1);
+        assert_eq!(chunks, indexed);
+    }
 }

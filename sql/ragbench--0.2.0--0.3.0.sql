@@ -1,0 +1,23 @@
+-- ragbench 0.2.0 -> 0.3.0 (ALTER EXTENSION ragbench UPDATE TO '0.3.0').
+-- Everything here must equal what a fresh CREATE EXTENSION of 0.3.0 makes; tests/e2e/test_upgrade.py
+-- compares the two.
+
+-- Claims: only the current claim of a task may complete or fail it (src/queue/task.rs).
+ALTER TABLE rag.job_tasks ADD COLUMN claim_token uuid;
+
+-- Malformed queue messages: archived in pgmq, the reason recorded here.
+CREATE TABLE rag.dead_letters (
+    id          bigserial PRIMARY KEY,
+    queue_name  text NOT NULL,
+    msg_id      bigint NOT NULL,
+    message     text,
+    reason      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- rag.verify: the BM25 index against rag.chunks, with repair (src/search/verify.rs).
+CREATE FUNCTION rag.verify(repair bool DEFAULT false)
+RETURNS TABLE (status text, chunks bigint, bm25_indexed bigint, missing bigint, repaired bigint, detail text)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'verify_wrapper';

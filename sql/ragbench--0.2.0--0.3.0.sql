@@ -21,3 +21,24 @@ RETURNS TABLE (status text, chunks bigint, bm25_indexed bigint, missing bigint, 
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'verify_wrapper';
+
+-- rag.reembed_all: rag.reembed in committed slices (src/ingest/mod.rs).
+CREATE PROCEDURE rag.reembed_all(slice_size int DEFAULT 256)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF slice_size IS NULL OR slice_size < 1 OR slice_size > 100000 THEN
+        RAISE EXCEPTION 'slice_size must be between 1 and 100000, got %', slice_size
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The default of 256 commits every few seconds.';
+    END IF;
+    LOOP
+        n := rag.reembed(slice_size);
+        COMMIT;
+        EXIT WHEN n < slice_size;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE rag.reembed_all(int) IS
+  'Re-embed every missing or stale vector with the configured model, committing after each slice (CALL it outside a transaction block).';

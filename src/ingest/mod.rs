@@ -282,6 +282,35 @@ fn reembed(max_chunks: default!(Option<i64>, "NULL")) -> i64 {
     store::reembed_stale(limit)
 }
 
+// rag.reembed_all: re-embed everything in slices, each committed on its own, so that ingestion and
+// searches are never blocked for longer than one slice (a function cannot commit; a procedure can).
+// The new model's HNSW index is created by the first slice, over only that model's rows (partial).
+extension_sql!(
+    r#"
+CREATE PROCEDURE rag.reembed_all(slice_size int DEFAULT 256)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF slice_size IS NULL OR slice_size < 1 OR slice_size > 100000 THEN
+        RAISE EXCEPTION 'slice_size must be between 1 and 100000, got %', slice_size
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'The default of 256 commits every few seconds.';
+    END IF;
+    LOOP
+        n := rag.reembed(slice_size);
+        COMMIT;
+        EXIT WHEN n < slice_size;
+    END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE rag.reembed_all(int) IS
+  'Re-embed every missing or stale vector with the configured model, committing after each slice (CALL it outside a transaction block).';
+"#,
+    name = "reembed_all_sql",
+    requires = [reembed]
+);
+
 #[cfg(test)]
 mod batch_plan_tests {
     use super::{plan_batches, Span};

@@ -336,3 +336,37 @@ def test_damaged_bm25_index_warns_and_is_repaired(cluster, db, unique):
             conn.execute("SELECT pg_reload_conf()")
             if conn.execute("SELECT status FROM rag.verify()").fetchone()[0] != "ok":
                 conn.execute("SELECT * FROM rag.verify(repair => true)")
+
+
+# --- re-embedding never holds the table for long -------------------------------------------------
+
+def test_reembed_all_commits_in_slices_while_ingestion_goes_on(cluster, db, unique):
+    for i in range(6):
+        db.execute("SELECT rag.ingest_document(%s, %s)", (f"re-{i}.txt", f"Re-embedding document {i} {unique} about WAL."))
+    with stand_in_server() as server:
+        url = f"http://127.0.0.1:{server.server_port}"
+        for g, v in [("embedding_provider", "openai"), ("embedding_model", "reembed-8d"), ("embedding_url", url)]:
+            db.execute(f"SET rag.{g} = '{v}'")
+        progress = []
+
+        def ingest_meanwhile():
+            with cluster.connect() as other:
+                for g, v in [("embedding_provider", "openai"), ("embedding_model", "reembed-8d"), ("embedding_url", url)]:
+                    other.execute(f"SET rag.{g} = '{v}'")
+                other.execute("SET lock_timeout = '5s'")  # a whole-run lock would fail this
+                for i in range(3):
+                    other.execute("SELECT rag.ingest_document(%s, %s)", (f"during-{i}.txt", f"Written during the re-embed {i} {unique}."))
+                    progress.append(i)
+
+        t = threading.Thread(target=ingest_meanwhile)
+        t.start()
+        db.execute("CALL rag.reembed_all(2)")
+        t.join()
+        assert progress == [0, 1, 2]
+        stale = db.execute("SELECT count(*) FROM rag.chunks WHERE embedding_model IS DISTINCT FROM 'openai/reembed-8d'").fetchone()[0]
+        assert stale == 0
+        assert db.execute("SELECT count(*) FROM rag.embedding_models WHERE model = 'openai/reembed-8d'").fetchone()[0] == 1
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            db.execute("CALL rag.reembed_all(0)")
+        for g in ("embedding_provider", "embedding_model", "embedding_url"):
+            db.execute(f"RESET rag.{g}")

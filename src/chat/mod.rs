@@ -7,9 +7,7 @@
 //! query from the history. The question and the answer are appended to the session only when the
 //! answer exists: an LLM error stores nothing. Sessions and messages themselves are SQL (sql/chat.sql).
 
-pub mod extractive;
-pub mod llm;
-pub mod prompt;
+pub use ragbench_core::chat::{extractive, llm, prompt};
 
 use crate::errors::{self, NoRowIsNone, SpiOk};
 use crate::guc;

@@ -1,19 +1,17 @@
 //! Document ingestion: parse → chunk → embed → store, in the caller's transaction.
 //!
-//! `parse.rs` and `chunk.rs` are pure text logic; `store.rs` writes rows; this file holds the SQL API
+//! Formats, parsing and chunking are pure code in `ragbench_core::ingest`; `store.rs` writes rows; this file holds the SQL API
 //! (`rag.ingest_document`, `rag.delete_document`) and the checks on user input.
 
-pub mod chunk;
-pub mod formats;
-pub mod parse;
 pub mod store;
+
+pub use ragbench_core::ingest::{chunk, content_hash, formats, parse, plan_batches, Span};
 
 use crate::embed::{self, InputKind};
 use crate::errors;
 use crate::guc;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
-use sha2::Digest;
 
 /// Longest file name accepted (characters); matches the CHECK constraint on rag.document_files.
 pub const MAX_FILE_NAME_CHARS: usize = 1024;
@@ -38,11 +36,6 @@ pub struct PreparedChunk {
     pub token_count: i32,
     pub embedding: Vec<f32>,
     pub metadata: serde_json::Value,
-}
-
-/// sha256 of the content, hex: the document's identity for deduplication.
-pub fn content_hash(content: &[u8]) -> String {
-    format!("{:x}", sha2::Sha256::digest(content))
 }
 
 /// Validate the caller's arguments; raises an error naming the bad value.
@@ -150,40 +143,6 @@ pub fn chunk_text(
     }
 }
 
-/// Chunks `range` of document number `doc`: one run of chunks inside an embedding batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Span {
-    pub doc: usize,
-    pub range: std::ops::Range<usize>,
-}
-
-/// Cut the chunks of several documents (their chunk counts, in order) into embedding batches of
-/// at most `size` chunks, filling each batch across document boundaries: a worker with many small
-/// files sends full batches to the embedder instead of one small batch per file.
-pub fn plan_batches(chunk_counts: &[usize], size: usize) -> Vec<Vec<Span>> {
-    let size = size.max(1);
-    let mut batches = Vec::new();
-    let mut current: Vec<Span> = Vec::new();
-    let mut room = size;
-    for (doc, &count) in chunk_counts.iter().enumerate() {
-        let mut start = 0;
-        while start < count {
-            let take = room.min(count - start);
-            current.push(Span { doc, range: start..start + take });
-            start += take;
-            room -= take;
-            if room == 0 {
-                batches.push(std::mem::take(&mut current));
-                room = size;
-            }
-        }
-    }
-    if !current.is_empty() {
-        batches.push(current);
-    }
-    batches
-}
-
 /// Embed the text-with-context of the chunks named by `spans` (of any of `docs`) in one provider
 /// call. Provider errors are returned, not raised, so that the caller decides (the worker records
 /// them on the tasks).
@@ -280,48 +239,4 @@ fn reembed(max_chunks: default!(Option<i64>, "NULL")) -> i64 {
         errors::invalid(format!("max_chunks must be at least 1, got {limit}"), "Pass NULL to re-embed everything.");
     }
     store::reembed_stale(limit)
-}
-
-#[cfg(test)]
-mod batch_plan_tests {
-    use super::{plan_batches, Span};
-
-    fn span(doc: usize, range: std::ops::Range<usize>) -> Span {
-        Span { doc, range }
-    }
-
-    #[test]
-    fn small_documents_share_full_batches() {
-        let plan = plan_batches(&[3, 2, 4], 4);
-        assert_eq!(
-            plan,
-            vec![
-                vec![span(0, 0..3), span(1, 0..1)],
-                vec![span(1, 1..2), span(2, 0..3)],
-                vec![span(2, 3..4)],
-            ]
-        );
-    }
-
-    #[test]
-    fn every_chunk_exactly_once_in_order() {
-        let counts = [0, 7, 1, 0, 33, 5];
-        let plan = plan_batches(&counts, 8);
-        assert!(plan.iter().all(|b| !b.is_empty() && b.iter().map(|s| s.range.len()).sum::<usize>() <= 8));
-        assert!(plan[..plan.len() - 1].iter().all(|b| b.iter().map(|s| s.range.len()).sum::<usize>() == 8));
-        let mut seen: Vec<(usize, usize)> = Vec::new();
-        for s in plan.iter().flatten() {
-            seen.extend(s.range.clone().map(|i| (s.doc, i)));
-        }
-        let expected: Vec<(usize, usize)> =
-            counts.iter().enumerate().flat_map(|(d, &n)| (0..n).map(move |i| (d, i))).collect();
-        assert_eq!(seen, expected);
-    }
-
-    #[test]
-    fn no_chunks_no_batches() {
-        assert!(plan_batches(&[], 32).is_empty());
-        assert!(plan_batches(&[0, 0], 32).is_empty());
-        assert_eq!(plan_batches(&[2], 0), vec![vec![span(0, 0..1)], vec![span(0, 1..2)]]);
-    }
 }

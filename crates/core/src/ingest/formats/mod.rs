@@ -1720,7 +1720,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/tests/fixtures/formats/{name}",
+            "{}/../../tests/fixtures/formats/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         let alt = format!("/work/main/tests/fixtures/formats/{name}");

@@ -308,7 +308,7 @@ mod tests {
     use std::sync::OnceLock;
     use std::time::Instant;
 
-    const FIXTURE: &str = include_str!("../../tests/fixtures/minilm_reference.json");
+    const FIXTURE: &str = include_str!("../../../../tests/fixtures/minilm_reference.json");
 
     fn model() -> Option<&'static BuiltinEmbedder> {
         static MODEL: OnceLock<Option<BuiltinEmbedder>> = OnceLock::new();

@@ -12,6 +12,7 @@ use crate::errors;
 use crate::guc;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
+use ragbench_core::limits::{check_metadata_budget, LimitExceeded, Limits};
 
 /// Longest file name accepted (characters); matches the CHECK constraint on rag.document_files.
 pub const MAX_FILE_NAME_CHARS: usize = 1024;
@@ -38,6 +39,47 @@ pub struct PreparedChunk {
     pub metadata: serde_json::Value,
 }
 
+/// The budgets of one document, from the settings: text `rag.max_document_bytes` (XML and PDF
+/// content 4 times that), `rag.max_chunks_per_document`, `rag.max_nesting_depth`,
+/// `rag.max_metadata_bytes`.
+pub fn limits() -> Limits {
+    Limits {
+        max_chunks: guc::MAX_CHUNKS_PER_DOCUMENT.get().max(1) as usize,
+        max_nesting_depth: guc::MAX_NESTING_DEPTH.get().max(1) as usize,
+        max_metadata_bytes: guc::MAX_METADATA_BYTES.get().max(0) as usize,
+        ..Limits::with_text_bytes(guc::MAX_DOCUMENT_BYTES.get().max(0) as usize)
+    }
+}
+
+/// The cancel hook passed to the core's long-running functions: raises a pending query cancel,
+/// statement timeout or termination (by unwinding, which the core tolerates).
+pub fn interrupt() {
+    pgrx::check_for_interrupts!();
+}
+
+/// Refuse a document over one of its budgets: SQLSTATE 22023, the limit and the setting in the
+/// message, what to do in the hint. Nothing has been stored.
+pub fn refuse(file_name: &str, e: &LimitExceeded) -> ! {
+    let hint = if e.setting.starts_with("rag.") {
+        format!("Nothing was stored. Split the document, or have a superuser raise {}.", e.setting)
+    } else {
+        "Nothing was stored. Split the document.".to_string()
+    };
+    errors::invalid(format!("cannot ingest '{}': {e}", short(file_name)), hint)
+}
+
+/// Detect the format of a file's bytes and extract its text within [`limits`]; raises on bad input.
+pub fn extract(file_name: &str, bytes: &[u8]) -> formats::Extracted {
+    match formats::extract_with(file_name, bytes, &limits(), &interrupt) {
+        Ok(x) => x,
+        Err(formats::FormatError::Limit { limit, .. }) => refuse(file_name, &limit),
+        Err(e) => errors::invalid(
+            format!("cannot ingest '{}': {e}", short(file_name)),
+            "Supported: PDF with a text layer, DOCX, HTML, Markdown and UTF-8/UTF-16 text.",
+        ),
+    }
+}
+
 /// Validate the caller's arguments; raises an error naming the bad value.
 pub fn check_arguments(file_name: &str, size: usize, metadata: &serde_json::Value) {
     let name = file_name.trim();
@@ -56,6 +98,9 @@ pub fn check_arguments(file_name: &str, size: usize, metadata: &serde_json::Valu
             format!("metadata must be a JSON object, got {}", json_kind(metadata)),
             "Pass metadata as '{\"key\": \"value\"}'::jsonb.",
         );
+    }
+    if let Err(e) = check_metadata_budget(metadata.to_string().len(), 0, &limits()) {
+        refuse(name, &e);
     }
     let max = guc::MAX_DOCUMENT_BYTES.get().max(0) as usize;
     if size > max {
@@ -88,12 +133,10 @@ pub fn chunk_text(
     hash: String,
     metadata: serde_json::Value,
 ) -> PreparedDocument {
-    let parsed = match format {
-        Some(f) => parse::parse_as(file_name, text, f),
-        None => parse::parse(file_name, text),
-    };
-    let parsed = match parsed {
+    let limits = limits();
+    let parsed = match parse::parse_with(file_name, text, format, &limits, &interrupt) {
         Ok(p) => p,
+        Err(parse::ParseError::Limit(e)) => refuse(file_name, &e),
         Err(e) => errors::invalid(
             format!("cannot ingest '{}': {e}", short(file_name)),
             "Pass the document's text (plain text, Markdown or HTML), or a PDF or DOCX file as bytea.",
@@ -110,7 +153,15 @@ pub fn chunk_text(
     let embedder = embed::current();
     let count = |s: &str| embedder.count_tokens(s);
     let title = parsed.title.clone();
-    let chunks = chunk::chunk_sections(&parsed.sections, chunk_size, overlap, &count)
+    let chunks = match chunk::chunk_document(&parsed.sections, chunk_size, overlap, &count, &limits, &interrupt) {
+        Ok(c) => c,
+        Err(e) => refuse(file_name, &e),
+    };
+    // The document's metadata is copied into every chunk.
+    if let Err(e) = check_metadata_budget(metadata.to_string().len(), chunks.len(), &limits) {
+        refuse(file_name, &e);
+    }
+    let chunks = chunks
         .into_iter()
         .map(|c| {
             let prefix = chunk::context_prefix(title.as_deref(), &c.headings);

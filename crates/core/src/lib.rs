@@ -14,3 +14,5 @@
 pub mod chat;
 pub mod embed;
 pub mod ingest;
+pub mod interrupt;
+pub mod limits;

@@ -2,6 +2,8 @@
 //! chunks ([`chunk`]), plus the planning of embedding batches across documents and the content hash
 //! that identifies a document. The extension embeds, stores and raises errors.
 
+#[cfg(test)]
+mod budget_tests;
 pub mod chunk;
 pub mod formats;
 pub mod parse;

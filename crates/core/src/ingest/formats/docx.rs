@@ -3,6 +3,16 @@
 //! `| a | b |` line per row, so the result is Markdown whose structure survives parsing.
 
 use super::*;
+use crate::interrupt::Ticker;
+
+/// Why the body of a DOCX could not be turned into Markdown.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The XML is not well-formed.
+    Xml(String),
+    /// Over a limit (text, nesting).
+    Limit(LimitExceeded),
+}
 
 pub(crate) const W_NS: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
 pub(crate) const W_NS_STRICT: &str = "http://purl.oclc.org/ooxml/wordprocessingml/main";
@@ -43,7 +53,16 @@ pub(crate) fn read_zip_part(
     Ok(Some(buf))
 }
 
-pub(crate) fn extract_docx(file_name: &str, bytes: &[u8]) -> Result<String, FormatError> {
+pub(crate) fn extract_docx(
+    file_name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<String, FormatError> {
+    let limit = |limit: LimitExceeded| FormatError::Limit { file_name: file_name.to_string(), limit };
+    // The XML budget covers every part read; the declared sizes in the archive are not trusted:
+    // parts are read through a byte cap.
+    let xml_limit = (limits.max_xml_bytes as u64).min(MAX_DOCX_XML_BYTES);
     let corrupt = |detail: String| CorruptDocx {
         file_name: file_name.to_string(),
         detail,
@@ -57,19 +76,21 @@ pub(crate) fn extract_docx(file_name: &str, bytes: &[u8]) -> Result<String, Form
     }
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| corrupt(format!("it is not a readable ZIP archive: {e}")))?;
-    let xml = read_zip_part(
-        &mut archive,
-        DOCX_MAIN_PART,
-        MAX_DOCX_XML_BYTES,
-        file_name,
-        "word/document.xml",
-    )?
-    .ok_or_else(|| corrupt("the archive has no word/document.xml".into()))?;
+    interrupt();
+    let xml = match read_zip_part(&mut archive, DOCX_MAIN_PART, xml_limit, file_name, "word/document.xml") {
+        Ok(Some(xml)) => xml,
+        Ok(None) => return Err(corrupt("the archive has no word/document.xml".into())),
+        Err(FormatError::TooLarge { .. }) => {
+            return Err(limit(LimitExceeded::xml(xml_limit as usize + 1, limits.max_xml_bytes)))
+        }
+        Err(e) => return Err(e),
+    };
+    interrupt();
     // Styles only name the heading styles; a missing or broken styles.xml is not fatal.
     let styles = match read_zip_part(
         &mut archive,
         "word/styles.xml",
-        MAX_DOCX_STYLES_BYTES,
+        MAX_DOCX_STYLES_BYTES.min(xml_limit.saturating_sub(xml.len() as u64)),
         file_name,
         "word/styles.xml",
     ) {
@@ -77,8 +98,12 @@ pub(crate) fn extract_docx(file_name: &str, bytes: &[u8]) -> Result<String, Form
         Ok(None) | Err(CorruptDocx { .. }) => HashMap::new(),
         Err(e) => return Err(e),
     };
-    docx_body_markdown(&xml, &styles)
-        .map_err(|e| corrupt(format!("word/document.xml is not well-formed XML: {e}")))
+    interrupt();
+    match docx_body_markdown(&xml, &styles, limits, interrupt) {
+        Ok(text) => Ok(text),
+        Err(BodyError::Limit(e)) => Err(limit(e)),
+        Err(BodyError::Xml(e)) => Err(corrupt(format!("word/document.xml is not well-formed XML: {e}"))),
+    }
 }
 
 pub(crate) fn is_w(ns: &quick_xml::name::ResolveResult<'_>) -> bool {
@@ -336,8 +361,19 @@ pub(crate) fn render_table(rows: &[Vec<String>]) -> String {
 }
 
 /// Stream word/document.xml into Markdown blocks.
-pub(crate) fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Result<String, String> {
+/// The body of `word/document.xml` as Markdown. The text read is bounded by
+/// [`Limits::max_text_bytes`] and the nesting of tables and paragraphs by
+/// [`Limits::max_nesting_depth`] (a table level opens 4 frames: table, row, cell, paragraph);
+/// `interrupt` is called every few thousand XML events.
+pub(crate) fn docx_body_markdown(
+    xml: &[u8],
+    styles: &HashMap<String, u8>,
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<String, BodyError> {
     use quick_xml::events::Event;
+    let mut ticker = Ticker::new(interrupt);
+    let mut text_bytes = 0usize;
     let mut reader = quick_xml::NsReader::from_reader(xml);
     let mut buf = Vec::new();
     let mut blocks: Vec<String> = Vec::new();
@@ -347,9 +383,14 @@ pub(crate) fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Re
     let mut run_depth = 0usize;
     let mut ppr_depth = 0usize;
     loop {
-        let (ns, ev) = reader
-            .read_resolved_event_into(&mut buf)
-            .map_err(|e| e.to_string())?;
+        ticker.tick();
+        if let Err(e) = limits.check_text(text_bytes) {
+            return Err(BodyError::Limit(e));
+        }
+        if let Err(e) = limits.check_nesting("DOCX table nesting", frames.len().div_ceil(4)) {
+            return Err(BodyError::Limit(e));
+        }
+        let (ns, ev) = reader.read_resolved_event_into(&mut buf).map_err(|e| BodyError::Xml(e.to_string()))?;
         let w = is_w(&ns);
         let mc = is_mc(&ns);
         if skip_depth > 0 {
@@ -447,12 +488,16 @@ pub(crate) fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Re
             }
             Event::Text(t) if in_t => {
                 if let Some(Frame::Para(p)) = frames.last_mut() {
-                    p.text.push_str(&t.xml10_content());
+                    let t = t.xml10_content();
+                    text_bytes += t.len();
+                    p.text.push_str(&t);
                 }
             }
             Event::CData(t) if in_t => {
                 if let Some(Frame::Para(p)) = frames.last_mut() {
-                    p.text.push_str(&t.into_inner());
+                    let t = t.into_inner();
+                    text_bytes += t.len();
+                    p.text.push_str(&t);
                 }
             }
             Event::GeneralRef(r) if in_t => {
@@ -465,6 +510,7 @@ pub(crate) fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Re
                     Err(_) => None,
                 };
                 if let (Some(s), Some(Frame::Para(p))) = (s, frames.last_mut()) {
+                    text_bytes += s.len();
                     p.text.push_str(&s);
                 }
             }
@@ -486,7 +532,9 @@ pub(crate) fn docx_body_markdown(xml: &[u8], styles: &HashMap<String, u8>) -> Re
             blocks.push(text);
         }
     }
-    Ok(blocks.join("\n\n"))
+    let out = blocks.join("\n\n");
+    limits.check_text(out.len()).map_err(BodyError::Limit)?;
+    Ok(out)
 }
 
 /// Self-closing (or content-less) elements: tabs, breaks, paragraph properties.

@@ -33,6 +33,8 @@ use docx::extract_docx;
 use pdf::extract_pdf;
 pub use text::decode_text;
 use text::decode_text_lossy_prefix;
+use crate::interrupt::{self, Interrupt};
+use crate::limits::{LimitExceeded, Limits};
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
@@ -173,6 +175,8 @@ pub enum FormatError {
         part: &'static str,
         limit_bytes: u64,
     },
+    /// The file is over one of the [`Limits`] (extracted text, XML, pages, nesting).
+    Limit { file_name: String, limit: LimitExceeded },
 }
 
 impl FormatError {
@@ -186,7 +190,8 @@ impl FormatError {
             | FormatError::EncryptedPdf { file_name }
             | FormatError::NoTextLayer { file_name, .. }
             | FormatError::CorruptDocx { file_name, .. }
-            | FormatError::TooLarge { file_name, .. } => file_name,
+            | FormatError::TooLarge { file_name, .. }
+            | FormatError::Limit { file_name, .. } => file_name,
         }
     }
 }
@@ -233,6 +238,7 @@ impl fmt::Display for FormatError {
                  (it may be a zip bomb); split the document into smaller files",
                 limit_bytes / (1024 * 1024)
             ),
+            FormatError::Limit { file_name, limit } => write!(f, "document \"{file_name}\": {limit}"),
         }
     }
 }
@@ -270,53 +276,71 @@ impl Extracted {
                 file_name: file_name.to_string(),
                 offset,
             },
+            limit @ ParseError::Limit(_) => limit,
         })
     }
 }
 
-/// Turn a file's bytes into text. The kind comes from [`detect`].
+/// Turn a file's bytes into text with the default [`Limits`] and no cancel hook (tools and tests;
+/// the extension uses [`extract_with`]). The kind comes from [`detect`].
 pub fn extract(file_name: &str, bytes: &[u8]) -> Result<Extracted, FormatError> {
+    extract_with(file_name, bytes, &Limits::default(), &interrupt::never)
+}
+
+/// Turn a file's bytes into text within `limits`: the text extracted from the whole file (all PDF
+/// pages summed, the DOCX body) is at most [`Limits::max_text_bytes`], the DOCX XML read at most
+/// [`Limits::max_xml_bytes`], a PDF has at most [`Limits::max_pages`] pages; over a limit is
+/// [`FormatError::Limit`]. `interrupt` is called per page or part and every few thousand
+/// operators or XML events.
+pub fn extract_with(
+    file_name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<Extracted, FormatError> {
     let kind = detect(file_name, bytes);
+    let limit = |limit: LimitExceeded| FormatError::Limit { file_name: file_name.to_string(), limit };
     match kind {
         FileKind::Pdf => {
-            let text = guarded(file_name, kind, || extract_pdf(file_name, bytes))?;
-            Ok(Extracted {
-                kind,
-                text,
-                text_format: DocFormat::PlainText,
-            })
+            let text = guarded(file_name, kind, interrupt, |hook| extract_pdf(file_name, bytes, limits, hook))?;
+            Ok(Extracted { kind, text, text_format: DocFormat::PlainText })
         }
         FileKind::Docx => {
-            let text = guarded(file_name, kind, || extract_docx(file_name, bytes))?;
-            Ok(Extracted {
-                kind,
-                text,
-                text_format: DocFormat::Markdown,
-            })
+            let text = guarded(file_name, kind, interrupt, |hook| extract_docx(file_name, bytes, limits, hook))?;
+            Ok(Extracted { kind, text, text_format: DocFormat::Markdown })
         }
         FileKind::Html | FileKind::Markdown | FileKind::Text => {
             let text = decode_text(file_name, bytes)?;
+            // UTF-16 can grow by half when it becomes UTF-8.
+            limits.check_text(text.len()).map_err(limit)?;
             let text_format = match kind {
                 FileKind::Html => DocFormat::Html,
                 FileKind::Markdown => DocFormat::Markdown,
                 _ => parse::detect_format(file_name, &text),
             };
-            Ok(Extracted {
-                kind,
-                text,
-                text_format,
-            })
+            Ok(Extracted { kind, text, text_format })
         }
     }
 }
 
-/// Run a third-party parser so that a panic becomes an error.
-fn guarded<F>(file_name: &str, kind: FileKind, f: F) -> Result<String, FormatError>
+/// Run a third-party parser so that a panic becomes an error. `f` gets the cancel hook to call; a
+/// panic of the hook itself (the extension's cancel, unwinding) is not a parser failure and goes
+/// on unwinding.
+fn guarded<F>(file_name: &str, kind: FileKind, interrupt: Interrupt<'_>, f: F) -> Result<String, FormatError>
 where
-    F: FnOnce() -> Result<String, FormatError> + std::panic::UnwindSafe,
+    F: FnOnce(Interrupt<'_>) -> Result<String, FormatError>,
 {
-    match std::panic::catch_unwind(f) {
+    let hook_unwound = std::cell::Cell::new(false);
+    let hook = || {
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(interrupt)) {
+            hook_unwound.set(true);
+            std::panic::resume_unwind(payload);
+        }
+    };
+    // The closure only reads the input, so a panic leaves nothing half-updated behind.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&hook))) {
         Ok(r) => r,
+        Err(payload) if hook_unwound.get() => std::panic::resume_unwind(payload),
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<&str>()

@@ -3,8 +3,35 @@
 //! pages, and spaces where there is a horizontal gap (kerning is not a word gap).
 
 use super::*;
+use crate::interrupt::Ticker;
 
-pub(crate) fn extract_pdf(file_name: &str, bytes: &[u8]) -> Result<String, FormatError> {
+/// Decompressed content (page content streams and Form XObjects) still allowed for the whole
+/// document: pages may share one content stream and forms may be run many times, so the work is
+/// bounded per document, not per page.
+pub(crate) struct ContentBudget {
+    pub(crate) left: usize,
+    pub(crate) exceeded: bool,
+}
+
+impl ContentBudget {
+    /// Take `n` bytes from the budget; false (and `exceeded` set) when there are not enough left.
+    fn take(&mut self, n: usize) -> bool {
+        if n > self.left {
+            self.exceeded = true;
+            return false;
+        }
+        self.left -= n;
+        true
+    }
+}
+
+pub(crate) fn extract_pdf(
+    file_name: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<String, FormatError> {
+    let limit = |limit: LimitExceeded| FormatError::Limit { file_name: file_name.to_string(), limit };
     let corrupt = |detail: String| CorruptPdf {
         file_name: file_name.to_string(),
         detail,
@@ -39,15 +66,30 @@ pub(crate) fn extract_pdf(file_name: &str, bytes: &[u8]) -> Result<String, Forma
             file_name: file_name.to_string(),
         });
     }
-    let pages = doc.get_pages();
+    // lopdf's page iterator visits at most one kid per object of the file, so a page tree with
+    // loops ends; pages beyond the cap are refused before any is read.
+    let mut pages: Vec<lopdf::ObjectId> = Vec::new();
+    for id in doc.page_iter() {
+        if pages.len() >= limits.max_pages {
+            return Err(limit(LimitExceeded::pages(pages.len() + 1, limits.max_pages)));
+        }
+        pages.push(id);
+    }
     if pages.is_empty() {
         return Err(corrupt("no pages could be found in it".into()));
     }
+    let mut budget = ContentBudget { left: limits.max_xml_bytes, exceeded: false };
     let mut out = String::new();
     let mut first_err: Option<String> = None;
     let mut ok_pages = 0usize;
-    for (&number, &page_id) in &pages {
-        match pdf_page_text(&doc, page_id) {
+    for (i, &page_id) in pages.iter().enumerate() {
+        interrupt();
+        let number = i + 1;
+        let page = pdf_page_text(&doc, page_id, &mut budget, interrupt);
+        if budget.exceeded {
+            return Err(limit(LimitExceeded::pdf_content(limits.max_xml_bytes - budget.left, limits.max_xml_bytes)));
+        }
+        match page {
             Ok(t) => {
                 ok_pages += 1;
                 let t = tidy_lines(&t);
@@ -56,6 +98,8 @@ pub(crate) fn extract_pdf(file_name: &str, bytes: &[u8]) -> Result<String, Forma
                         out.push_str("\n\n");
                     }
                     out.push_str(&t);
+                    // Summed over all pages: many pages can share one content stream.
+                    limits.check_text(out.len()).map_err(limit)?;
                 }
             }
             Err(e) => {
@@ -301,8 +345,10 @@ pub(crate) fn resource_fonts<'a>(
     out
 }
 
-pub(crate) struct PdfText<'a> {
+pub(crate) struct PdfText<'a, 'b> {
     doc: &'a lopdf::Document,
+    budget: &'b mut ContentBudget,
+    ticker: Ticker<'b>,
     out: String,
     /// Where the last shown text ended (device space) and its font size.
     last: Option<(f64, f64, f64)>,
@@ -326,10 +372,20 @@ pub(crate) struct GState<'a> {
     rise: f64,
 }
 
-pub(crate) fn pdf_page_text(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> Result<String, String> {
+/// The text of one page. Decompressed content is taken from `budget` (on exhaustion the page
+/// stops and `budget.exceeded` is set); `interrupt` is called every few thousand operators.
+pub(crate) fn pdf_page_text(
+    doc: &lopdf::Document,
+    page_id: lopdf::ObjectId,
+    budget: &mut ContentBudget,
+    interrupt: Interrupt<'_>,
+) -> Result<String, String> {
     let content = doc
         .get_page_content_with_limit(page_id, MAX_PDF_PAGE_CONTENT_BYTES)
         .map_err(|e| e.to_string())?;
+    if !budget.take(content.len()) {
+        return Ok(String::new());
+    }
     let mut fonts: Vec<(Vec<u8>, &lopdf::Dictionary)> = Vec::new();
     let mut resources: Vec<&lopdf::Dictionary> = Vec::new();
     if let Ok((dict, ids)) = doc.get_page_resources(page_id) {
@@ -341,6 +397,8 @@ pub(crate) fn pdf_page_text(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> 
     }
     let mut st = PdfText {
         doc,
+        budget,
+        ticker: Ticker::new(interrupt),
         out: String::new(),
         last: None,
         ops: 0,
@@ -364,7 +422,7 @@ pub(crate) fn pdf_page_text(doc: &lopdf::Document, page_id: lopdf::ObjectId) -> 
     Ok(st.out)
 }
 
-impl<'a> PdfText<'a> {
+impl<'a> PdfText<'a, '_> {
     pub(crate) fn run(
         &mut self,
         content: &[u8],
@@ -377,7 +435,8 @@ impl<'a> PdfText<'a> {
         for op in lopdf::content::Content::decode_iter(content) {
             let Ok(op) = op else { break };
             self.ops += 1;
-            if self.ops > MAX_PDF_OPS_PER_PAGE {
+            self.ticker.tick();
+            if self.ops > MAX_PDF_OPS_PER_PAGE || self.budget.exceeded {
                 break;
             }
             let o = &op.operands;
@@ -533,6 +592,9 @@ impl<'a> PdfText<'a> {
         else {
             return;
         };
+        if !self.budget.take(data.len()) {
+            return;
+        }
         let mut inner_fonts = Vec::new();
         let mut inner_resources = Vec::new();
         if let Some(r) = stream

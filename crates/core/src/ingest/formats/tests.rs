@@ -349,7 +349,10 @@ fn docx_zip_bomb_guard() {
     let cd = z.windows(4).position(|w| w == [0x50, 0x4b, 0x01, 0x02]).unwrap();
     z[cd + 24..cd + 28].copy_from_slice(&big.to_le_bytes());
     match extract("bomb.docx", &z) {
-        Err(FormatError::TooLarge { part, .. }) => assert_eq!(part, "word/document.xml"),
+        Err(FormatError::Limit { limit, .. }) => {
+            assert_eq!(limit.what, "DOCX XML");
+            assert_eq!(limit.setting, "rag.max_document_bytes");
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -3,6 +3,8 @@
 //! (navigation, footers, scripts) is skipped.
 
 use super::sink::{HeadingPath, TextSink};
+use crate::interrupt::Interrupt;
+use crate::limits::{LimitExceeded, Limits};
 use super::*;
 
 /// Attributes of a start tag: (lower-case name, raw value).
@@ -344,11 +346,15 @@ pub(crate) fn is_admonition(name: &str, attrs: &[(String, &str)]) -> bool {
         })
 }
 
-pub(crate) fn parse_html(content: &str) -> (Option<String>, Vec<Section>) {
-    let mut sink = TextSink::new();
+pub(crate) fn parse_html(
+    content: &str,
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<(Option<String>, Vec<Section>), LimitExceeded> {
+    let mut sink = TextSink::new(limits, interrupt);
     let title = html_into_sink(content, &mut sink);
-    let (sections, first_h1) = sink.finish();
-    (title.or(first_h1), sections)
+    let (sections, first_h1) = sink.finish()?;
+    Ok((title.or(first_h1), sections))
 }
 
 /// Feed an HTML document or fragment into `sink`; returns the `<title>`.
@@ -367,6 +373,10 @@ pub(crate) fn html_into_sink(content: &str, sink: &mut TextSink) -> Option<Strin
     let mut boxes: Vec<(String, usize, HeadingPath)> = Vec::new();
 
     while let Some(t) = tok.next_token() {
+        sink.tick();
+        if sink.stopped() {
+            break;
+        }
         if let Some((sname, depth)) = skip.as_mut() {
             match &t {
                 Token::Start { name, self_closing, .. }
@@ -478,6 +488,7 @@ pub(crate) fn html_into_sink(content: &str, sink: &mut TextSink) -> Option<Strin
                         sink.brk(2);
                         if !self_closing {
                             lists.push(None);
+                            sink.nesting("HTML list nesting", lists.len());
                         }
                     }
                     "ol" => {
@@ -489,10 +500,10 @@ pub(crate) fn html_into_sink(content: &str, sink: &mut TextSink) -> Option<Strin
                                 .and_then(|(_, v)| v.trim().parse::<u64>().ok())
                                 .unwrap_or(1);
                             lists.push(Some(start));
+                            sink.nesting("HTML list nesting", lists.len());
                         }
                     }
                     "li" => {
-                        let indent = "  ".repeat(lists.len().saturating_sub(1));
                         let marker = match lists.last_mut() {
                             Some(Some(k)) => {
                                 let m = format!("{k}. ");
@@ -501,7 +512,7 @@ pub(crate) fn html_into_sink(content: &str, sink: &mut TextSink) -> Option<Strin
                             }
                             _ => "- ".to_string(),
                         };
-                        sink.list_item(format!("{indent}{marker}"));
+                        sink.list_item(TextSink::list_prefix(lists.len(), &marker));
                     }
                     "img" => {
                         // Keep meaningful alt text inline.

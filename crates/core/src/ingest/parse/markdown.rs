@@ -3,9 +3,15 @@
 
 use super::html::html_into_sink;
 use super::sink::TextSink;
+use crate::interrupt::Interrupt;
+use crate::limits::{LimitExceeded, Limits};
 use super::*;
 
-pub(crate) fn parse_markdown(content: &str) -> (Option<String>, Vec<Section>) {
+pub(crate) fn parse_markdown(
+    content: &str,
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<(Option<String>, Vec<Section>), LimitExceeded> {
     use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
     let mut opts = Options::empty();
@@ -16,7 +22,7 @@ pub(crate) fn parse_markdown(content: &str) -> (Option<String>, Vec<Section>) {
     opts.insert(Options::ENABLE_HEADING_ATTRIBUTES);
     opts.insert(Options::ENABLE_YAML_STYLE_METADATA_BLOCKS);
 
-    let mut sink = TextSink::new();
+    let mut sink = TextSink::new(limits, interrupt);
     let mut meta_title: Option<String> = None;
     let mut in_meta = false;
     let mut image_depth = 0usize;
@@ -26,6 +32,10 @@ pub(crate) fn parse_markdown(content: &str) -> (Option<String>, Vec<Section>) {
     let mut first_cell = true;
 
     for ev in Parser::new_ext(content, opts) {
+        sink.tick();
+        if sink.stopped() {
+            break;
+        }
         if image_depth > 0 {
             match ev {
                 Event::Start(Tag::Image { .. }) => image_depth += 1,
@@ -64,9 +74,9 @@ pub(crate) fn parse_markdown(content: &str) -> (Option<String>, Vec<Section>) {
                 Tag::List(start) => {
                     sink.brk(if lists.is_empty() { 2 } else { 1 });
                     lists.push(start);
+                    sink.nesting("Markdown list nesting", lists.len());
                 }
                 Tag::Item => {
-                    let indent = "  ".repeat(lists.len().saturating_sub(1));
                     let marker = match lists.last_mut() {
                         Some(Some(k)) => {
                             let m = format!("{k}. ");
@@ -75,7 +85,7 @@ pub(crate) fn parse_markdown(content: &str) -> (Option<String>, Vec<Section>) {
                         }
                         _ => "- ".to_string(),
                     };
-                    sink.list_item(format!("{indent}{marker}"));
+                    sink.list_item(TextSink::list_prefix(lists.len(), &marker));
                 }
                 Tag::TableHead | Tag::TableRow => {
                     sink.brk(1);
@@ -153,8 +163,8 @@ pub(crate) fn parse_markdown(content: &str) -> (Option<String>, Vec<Section>) {
             }
         }
     }
-    let (sections, first_h1) = sink.finish();
-    (meta_title.or(first_h1), sections)
+    let (sections, first_h1) = sink.finish()?;
+    Ok((meta_title.or(first_h1), sections))
 }
 
 /// `title:` from a YAML front-matter block, if any.

@@ -21,6 +21,8 @@ mod tests;
 pub(crate) use entities::decode_entities;
 use html::parse_html;
 use markdown::parse_markdown;
+use crate::interrupt::{self, Interrupt};
+use crate::limits::{LimitExceeded, Limits};
 use std::fmt;
 
 /// The format a document was parsed as.
@@ -72,6 +74,14 @@ pub enum ParseError {
     Empty { file_name: String },
     /// The content contains a NUL character (`\0`) at this byte offset.
     NulCharacter { file_name: String, offset: usize },
+    /// The document is over one of the [`Limits`].
+    Limit(LimitExceeded),
+}
+
+impl From<LimitExceeded> for ParseError {
+    fn from(e: LimitExceeded) -> Self {
+        ParseError::Limit(e)
+    }
 }
 
 impl fmt::Display for ParseError {
@@ -86,6 +96,7 @@ impl fmt::Display for ParseError {
                 "document \"{file_name}\" contains a NUL character (\\0) at byte offset {offset}; \
                  text documents cannot contain NUL bytes (is it a binary file, or UTF-16 encoded?)"
             ),
+            ParseError::Limit(e) => e.fmt(f),
         }
     }
 }
@@ -215,25 +226,44 @@ fn prefix_at_char_boundary(s: &str, max: usize) -> &str {
 // Entry point
 // ---------------------------------------------------------------------------
 
-/// Parse a document. The format is chosen by [`detect_format`].
+/// Parse a document with the default [`Limits`] and no cancel hook (tools and tests; the
+/// extension uses [`parse_with`]). The format is chosen by [`detect_format`].
 ///
 /// Errors: [`ParseError::NulCharacter`] if the content contains `\0`,
 /// [`ParseError::Empty`] if no text is left after parsing.
 pub fn parse(file_name: &str, content: &str) -> Result<ParsedDocument, ParseError> {
-    let body = content.strip_prefix('\u{feff}').unwrap_or(content);
-    parse_as(file_name, content, detect_format(file_name, body))
+    parse_with(file_name, content, None, &Limits::default(), &interrupt::never)
 }
 
-/// Parse a document in a known format (text extracted from a PDF or DOCX, say).
+/// [`parse`] in a known format (text extracted from a PDF or DOCX, say).
 pub fn parse_as(file_name: &str, content: &str, format: DocFormat) -> Result<ParsedDocument, ParseError> {
+    parse_with(file_name, content, Some(format), &Limits::default(), &interrupt::never)
+}
+
+/// Parse a document as `format` (`None`: [`detect_format`]) within `limits`, calling `interrupt`
+/// every few thousand parser events. Besides the errors of [`parse`], the text produced (list
+/// prefixes included) over [`Limits::max_text_bytes`] and lists nested deeper than
+/// [`Limits::max_nesting_depth`] are [`ParseError::Limit`].
+pub fn parse_with(
+    file_name: &str,
+    content: &str,
+    format: Option<DocFormat>,
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<ParsedDocument, ParseError> {
     if let Some(offset) = content.bytes().position(|b| b == 0) {
         return Err(ParseError::NulCharacter { file_name: file_name.to_string(), offset });
     }
     let body = content.strip_prefix('\u{feff}').unwrap_or(content);
+    let format = format.unwrap_or_else(|| detect_format(file_name, body));
     let (title, sections) = match format {
-        DocFormat::PlainText => (None, parse_plain(body)),
-        DocFormat::Markdown => parse_markdown(body),
-        DocFormat::Html => parse_html(body),
+        DocFormat::PlainText => {
+            let sections = parse_plain(body);
+            limits.check_text(sections.iter().map(|s| s.text.len()).sum())?;
+            (None, sections)
+        }
+        DocFormat::Markdown => parse_markdown(body, limits, interrupt)?,
+        DocFormat::Html => parse_html(body, limits, interrupt)?,
     };
     if sections.is_empty() {
         return Err(ParseError::Empty { file_name: file_name.to_string() });

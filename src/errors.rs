@@ -16,6 +16,13 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, hint: impl Into<S
     unreachable!("ereport(ERROR) returned")
 }
 
+/// The cancel hook passed to the core's long-running functions (`ragbench_core::interrupt`):
+/// raises a pending query cancel, statement timeout or termination as its Postgres error. That
+/// unwinds through the core, which holds no lock and leaves nothing half-written across the call.
+pub fn interrupt() {
+    pgrx::check_for_interrupts!();
+}
+
 /// Invalid argument from the caller (SQLSTATE 22023).
 pub fn invalid(message: impl Into<String>, hint: impl Into<String>) -> ! {
     raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint)

@@ -94,7 +94,7 @@ fn chat_model(session_model: Option<String>) -> Option<Box<dyn ChatModel>> {
 }
 
 fn complete(model: &dyn ChatModel, messages: &[prompt::ChatMessage]) -> String {
-    match model.complete(messages) {
+    match model.complete_with(messages, &errors::interrupt) {
         Ok(text) => text,
         Err(e) => errors::external(
             format!("answer generation failed: {e}"),

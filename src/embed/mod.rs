@@ -147,7 +147,7 @@ pub fn report(err: EmbedError) -> ! {
 
 /// Embed texts with the configured provider, raising a Postgres error on failure.
 pub fn embed_texts(embedder: &dyn Embedder, texts: &[&str], kind: InputKind) -> Vec<Vec<f32>> {
-    match embedder.embed(texts, kind) {
+    match embedder.embed_with(texts, kind, &errors::interrupt) {
         Ok(v) => v,
         Err(e) => report(e),
     }
@@ -182,6 +182,7 @@ fn embed_arrays(
     let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
     let mut rows = Vec::with_capacity(texts.len());
     for group in texts.chunks(batch) {
+        pgrx::check_for_interrupts!();
         for v in embed_texts(embedder.as_ref(), group, kind) {
             rows.push((rows.len() as i32 + 1, v));
         }

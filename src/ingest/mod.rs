@@ -51,12 +51,6 @@ pub fn limits() -> Limits {
     }
 }
 
-/// The cancel hook passed to the core's long-running functions: raises a pending query cancel,
-/// statement timeout or termination (by unwinding, which the core tolerates).
-pub fn interrupt() {
-    pgrx::check_for_interrupts!();
-}
-
 /// Refuse a document over one of its budgets: SQLSTATE 22023, the limit and the setting in the
 /// message, what to do in the hint. Nothing has been stored.
 pub fn refuse(file_name: &str, e: &LimitExceeded) -> ! {
@@ -70,7 +64,7 @@ pub fn refuse(file_name: &str, e: &LimitExceeded) -> ! {
 
 /// Detect the format of a file's bytes and extract its text within [`limits`]; raises on bad input.
 pub fn extract(file_name: &str, bytes: &[u8]) -> formats::Extracted {
-    match formats::extract_with(file_name, bytes, &limits(), &interrupt) {
+    match formats::extract_with(file_name, bytes, &limits(), &errors::interrupt) {
         Ok(x) => x,
         Err(formats::FormatError::Limit { limit, .. }) => refuse(file_name, &limit),
         Err(e) => errors::invalid(
@@ -134,7 +128,7 @@ pub fn chunk_text(
     metadata: serde_json::Value,
 ) -> PreparedDocument {
     let limits = limits();
-    let parsed = match parse::parse_with(file_name, text, format, &limits, &interrupt) {
+    let parsed = match parse::parse_with(file_name, text, format, &limits, &errors::interrupt) {
         Ok(p) => p,
         Err(parse::ParseError::Limit(e)) => refuse(file_name, &e),
         Err(e) => errors::invalid(
@@ -153,7 +147,7 @@ pub fn chunk_text(
     let embedder = embed::current();
     let count = |s: &str| embedder.count_tokens(s);
     let title = parsed.title.clone();
-    let chunks = match chunk::chunk_document(&parsed.sections, chunk_size, overlap, &count, &limits, &interrupt) {
+    let chunks = match chunk::chunk_document(&parsed.sections, chunk_size, overlap, &count, &limits, &errors::interrupt) {
         Ok(c) => c,
         Err(e) => refuse(file_name, &e),
     };
@@ -204,7 +198,7 @@ pub fn embed_spans(docs: &mut [PreparedDocument], spans: &[Span]) -> Result<(), 
         .flat_map(|s| docs[s.doc].chunks[s.range.clone()].iter().map(|c| c.content_with_context.as_str()))
         .collect();
     let expected = texts.len();
-    let vectors = embedder.embed(&texts, InputKind::Document)?;
+    let vectors = embedder.embed_with(&texts, InputKind::Document, &errors::interrupt)?;
     if vectors.len() != expected {
         return Err(embed::EmbedError::CountMismatch {
             model: embedder.model_id().to_string(),
@@ -238,6 +232,7 @@ pub fn embedding_batches(doc: &PreparedDocument) -> Vec<std::ops::Range<usize>> 
 /// Embed all chunks, raising a Postgres error on failure.
 pub fn embed_all(doc: &mut PreparedDocument) {
     for range in embedding_batches(doc) {
+        pgrx::check_for_interrupts!();
         if let Err(e) = embed_range(doc, range) {
             embed::report(e);
         }

@@ -16,3 +16,6 @@ pub mod embed;
 pub mod ingest;
 pub mod interrupt;
 pub mod limits;
+
+#[cfg(test)]
+mod cancel_tests;

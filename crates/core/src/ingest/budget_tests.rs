@@ -179,7 +179,7 @@ fn chunk_count_is_capped() {
 // --- PDF ---------------------------------------------------------------------------------------
 
 /// A PDF of `pages` pages that all share one content stream showing `text`.
-fn pdf_sharing_one_stream(pages: usize, text: &str) -> Vec<u8> {
+pub(crate) fn pdf_sharing_one_stream(pages: usize, text: &str) -> Vec<u8> {
     use lopdf::{Dictionary, Document, Object, Stream};
     let mut doc = Document::with_version("1.5");
     let mut font = Dictionary::new();

@@ -3,7 +3,7 @@
 //! that identifies a document. The extension embeds, stores and raises errors.
 
 #[cfg(test)]
-mod budget_tests;
+pub(crate) mod budget_tests;
 pub mod chunk;
 pub mod formats;
 pub mod parse;

@@ -378,3 +378,30 @@ fn extracted_markdown_keeps_its_format() {
     let x = extract_with("x.docx", &zip, &Limits::default(), &interrupt::never).unwrap();
     assert_eq!((x.text.as_str(), x.text_format), ("hello", DocFormat::Markdown));
 }
+
+/// Deep nesting of elements that open no list (quotes, boxes, skipped subtrees, tables) stays
+/// fast: none of them adds text per level.
+#[test]
+fn deep_nesting_of_other_elements_is_fast() {
+    let n = 12_000;
+    let inputs = [
+        ("x.html", format!("{}x", "<blockquote>".repeat(n))),
+        ("x.html", format!("{}x", "<div>".repeat(n))),
+        ("x.html", format!("{}x{}", "<aside class=\"note\">".repeat(n), "</aside>".repeat(n))),
+        ("x.html", format!("<p>a</p>{}x", "<nav>".repeat(n))),
+        ("x.html", format!("{}x", "<table><tr><td>".repeat(n))),
+        ("x.html", format!("{}x", "<pre>".repeat(n))),
+        ("x.md", format!("{}x", "> ".repeat(n))),
+        ("x.md", format!("{}x", "* ".repeat(n))),
+        ("x.md", format!("{}x{}", "[".repeat(n), "](u)".repeat(n))),
+        ("x.md", format!("{}x{}", "*".repeat(n), "*".repeat(n))),
+    ];
+    for (name, input) in &inputs {
+        let t = Instant::now();
+        let r = parse_with(name, input, None, &Limits::default(), &interrupt::never);
+        if let Ok(d) = &r {
+            assert!(total_text(d) <= 4 * input.len(), "{name} {:?}: {} bytes", &input[..20], total_text(d));
+        }
+        assert_fast(t, Duration::from_secs(1), &format!("{name} {:?}…", &input[..24]));
+    }
+}

@@ -34,7 +34,10 @@ if [ -f "$ROOT/.pgdata/postmaster.pid" ]; then
   bash "$ROOT/scripts/cluster.sh" stop || true
 fi
 
-step "Rust unit tests and #[pg_test] (cargo pgrx test --release)"
+step "Core crate unit tests (cargo test -p ragbench-core --release)"
+cargo test -p ragbench-core --release
+
+step "Extension unit tests and #[pg_test] (cargo pgrx test --release)"
 rm -rf "$TEST_PGDATA"
 install -d -o "$RUN_USER" "$TEST_PGDATA"   # pgrx creates the cluster below it as $RUN_USER
 cargo pgrx test --release pg17 --runas "$RUN_USER" --pgdata "$TEST_PGDATA"

@@ -26,6 +26,14 @@ pub fn warn(message: impl Into<String>, hint: impl Into<String>) {
     report.report(PgLogLevel::WARNING);
 }
 
+/// The cancel hook passed to the core's long-running functions (`ragbench_core::interrupt`):
+/// raises a pending query cancel, statement timeout or termination as its Postgres error (and in
+/// the worker, SIGTERM; see `interrupts.rs`). That unwinds through the core, which holds no lock
+/// and leaves nothing half-written across the call.
+pub fn interrupt() {
+    crate::interrupts::check();
+}
+
 /// Invalid argument from the caller (SQLSTATE 22023).
 pub fn invalid(message: impl Into<String>, hint: impl Into<String>) -> ! {
     raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint)

@@ -10,6 +10,9 @@ use std::ffi::CString;
 pub static CHUNK_SIZE: GucSetting<i32> = GucSetting::<i32>::new(200);
 pub static CHUNK_OVERLAP: GucSetting<i32> = GucSetting::<i32>::new(32);
 pub static MAX_DOCUMENT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
+pub static MAX_CHUNKS_PER_DOCUMENT: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+pub static MAX_NESTING_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(64);
+pub static MAX_METADATA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
 
 pub static EMBEDDING_PROVIDER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"builtin"));
 pub static EMBEDDING_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -95,9 +98,41 @@ pub fn register() {
     GucRegistry::define_int_guc(
         c"rag.max_document_bytes",
         c"Largest document rag.ingest_document accepts, in bytes.",
-        c"Larger documents are refused with an error instead of tying up a backend for minutes.",
+        c"Larger documents are refused with an error instead of tying up a backend for minutes. \
+          Also bounds the text extracted from a document (PDF pages summed, DOCX, list prefixes) and, \
+          times 4, the XML of a DOCX.",
         &MAX_DOCUMENT_BYTES,
         1024,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_chunks_per_document",
+        c"Most chunks one document may be split into.",
+        c"A document that would yield more chunks is refused with an error.",
+        &MAX_CHUNKS_PER_DOCUMENT,
+        1,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_nesting_depth",
+        c"Deepest nesting of lists (HTML, Markdown) and tables (DOCX) a document may have.",
+        c"A document nested deeper is refused with an error.",
+        &MAX_NESTING_DEPTH,
+        1,
+        100_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_metadata_bytes",
+        c"Largest metadata of one document (serialized JSON), in bytes.",
+        c"Metadata is stored with every chunk; metadata size times chunk count must also stay within rag.max_document_bytes.",
+        &MAX_METADATA_BYTES,
+        0,
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_BYTE,

@@ -7,9 +7,7 @@
 //! query from the history. The question and the answer are appended to the session only when the
 //! answer exists: an LLM error stores nothing. Sessions and messages themselves are SQL (sql/chat.sql).
 
-pub mod extractive;
-pub mod llm;
-pub mod prompt;
+pub use ragbench_core::chat::{extractive, llm, prompt};
 
 use crate::errors::{self, NoRowIsNone, SpiOk};
 use crate::guc;
@@ -96,7 +94,7 @@ fn chat_model(session_model: Option<String>) -> Option<Box<dyn ChatModel>> {
 }
 
 fn complete(model: &dyn ChatModel, messages: &[prompt::ChatMessage]) -> String {
-    match model.complete(messages) {
+    match model.complete_with(messages, &errors::interrupt) {
         Ok(text) => text,
         Err(e) => errors::external(
             format!("answer generation failed: {e}"),

@@ -3,11 +3,9 @@
 //!
 //! This file is the Postgres-facing glue: it reads the settings, keeps one embedder per backend
 //! process (the built-in model is loaded once, never per call), and turns provider errors into
-//! Postgres errors. The providers themselves (`builtin.rs`, `http.rs`) never call Postgres.
+//! Postgres errors. The providers themselves live in `ragbench_core::embed` and never call Postgres.
 
-pub mod builtin;
-pub mod http;
-pub mod provider;
+pub use ragbench_core::embed::{builtin, http, provider};
 
 use crate::errors;
 use crate::guc;
@@ -61,8 +59,7 @@ impl Settings {
 
     /// Cache key. The API key enters only as a hash, so it never sits in memory twice.
     fn key(&self) -> String {
-        use sha2::Digest;
-        let key_hash = self.api_key.as_deref().map(|k| format!("{:x}", sha2::Sha256::digest(k.as_bytes())));
+        let key_hash = self.api_key.as_deref().map(|k| ragbench_core::ingest::content_hash(k.as_bytes()));
         format!(
             "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}",
             self.provider,
@@ -150,7 +147,7 @@ pub fn report(err: EmbedError) -> ! {
 
 /// Embed texts with the configured provider, raising a Postgres error on failure.
 pub fn embed_texts(embedder: &dyn Embedder, texts: &[&str], kind: InputKind) -> Vec<Vec<f32>> {
-    match embedder.embed(texts, kind) {
+    match embedder.embed_with(texts, kind, &errors::interrupt) {
         Ok(v) => v,
         Err(e) => report(e),
     }
@@ -185,6 +182,7 @@ fn embed_arrays(
     let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
     let mut rows = Vec::with_capacity(texts.len());
     for group in texts.chunks(batch) {
+        crate::interrupts::check();
         for v in embed_texts(embedder.as_ref(), group, kind) {
             rows.push((rows.len() as i32 + 1, v));
         }

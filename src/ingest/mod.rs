@@ -1,19 +1,18 @@
 //! Document ingestion: parse → chunk → embed → store, in the caller's transaction.
 //!
-//! `parse.rs` and `chunk.rs` are pure text logic; `store.rs` writes rows; this file holds the SQL API
+//! Formats, parsing and chunking are pure code in `ragbench_core::ingest`; `store.rs` writes rows; this file holds the SQL API
 //! (`rag.ingest_document`, `rag.delete_document`) and the checks on user input.
 
-pub mod chunk;
-pub mod formats;
-pub mod parse;
 pub mod store;
+
+pub use ragbench_core::ingest::{chunk, content_hash, formats, parse, plan_batches, Span};
 
 use crate::embed::{self, InputKind};
 use crate::errors;
 use crate::guc;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
-use sha2::Digest;
+use ragbench_core::limits::{check_metadata_budget, LimitExceeded, Limits};
 
 /// Longest file name accepted (characters); matches the CHECK constraint on rag.document_files.
 pub const MAX_FILE_NAME_CHARS: usize = 1024;
@@ -40,9 +39,39 @@ pub struct PreparedChunk {
     pub metadata: serde_json::Value,
 }
 
-/// sha256 of the content, hex: the document's identity for deduplication.
-pub fn content_hash(content: &[u8]) -> String {
-    format!("{:x}", sha2::Sha256::digest(content))
+/// The budgets of one document, from the settings: text `rag.max_document_bytes` (XML and PDF
+/// content 4 times that), `rag.max_chunks_per_document`, `rag.max_nesting_depth`,
+/// `rag.max_metadata_bytes`.
+pub fn limits() -> Limits {
+    Limits {
+        max_chunks: guc::MAX_CHUNKS_PER_DOCUMENT.get().max(1) as usize,
+        max_nesting_depth: guc::MAX_NESTING_DEPTH.get().max(1) as usize,
+        max_metadata_bytes: guc::MAX_METADATA_BYTES.get().max(0) as usize,
+        ..Limits::with_text_bytes(guc::MAX_DOCUMENT_BYTES.get().max(0) as usize)
+    }
+}
+
+/// Refuse a document over one of its budgets: SQLSTATE 22023, the limit and the setting in the
+/// message, what to do in the hint. Nothing has been stored.
+pub fn refuse(file_name: &str, e: &LimitExceeded) -> ! {
+    let hint = if e.setting.starts_with("rag.") {
+        format!("Nothing was stored. Split the document, or have a superuser raise {}.", e.setting)
+    } else {
+        "Nothing was stored. Split the document.".to_string()
+    };
+    errors::invalid(format!("cannot ingest '{}': {e}", short(file_name)), hint)
+}
+
+/// Detect the format of a file's bytes and extract its text within [`limits`]; raises on bad input.
+pub fn extract(file_name: &str, bytes: &[u8]) -> formats::Extracted {
+    match formats::extract_with(file_name, bytes, &limits(), &errors::interrupt) {
+        Ok(x) => x,
+        Err(formats::FormatError::Limit { limit, .. }) => refuse(file_name, &limit),
+        Err(e) => errors::invalid(
+            format!("cannot ingest '{}': {e}", short(file_name)),
+            "Supported: PDF with a text layer, DOCX, HTML, Markdown and UTF-8/UTF-16 text.",
+        ),
+    }
 }
 
 /// Validate the caller's arguments; raises an error naming the bad value.
@@ -63,6 +92,9 @@ pub fn check_arguments(file_name: &str, size: usize, metadata: &serde_json::Valu
             format!("metadata must be a JSON object, got {}", json_kind(metadata)),
             "Pass metadata as '{\"key\": \"value\"}'::jsonb.",
         );
+    }
+    if let Err(e) = check_metadata_budget(metadata.to_string().len(), 0, &limits()) {
+        refuse(name, &e);
     }
     let max = guc::MAX_DOCUMENT_BYTES.get().max(0) as usize;
     if size > max {
@@ -95,12 +127,10 @@ pub fn chunk_text(
     hash: String,
     metadata: serde_json::Value,
 ) -> PreparedDocument {
-    let parsed = match format {
-        Some(f) => parse::parse_as(file_name, text, f),
-        None => parse::parse(file_name, text),
-    };
-    let parsed = match parsed {
+    let limits = limits();
+    let parsed = match parse::parse_with(file_name, text, format, &limits, &errors::interrupt) {
         Ok(p) => p,
+        Err(parse::ParseError::Limit(e)) => refuse(file_name, &e),
         Err(e) => errors::invalid(
             format!("cannot ingest '{}': {e}", short(file_name)),
             "Pass the document's text (plain text, Markdown or HTML), or a PDF or DOCX file as bytea.",
@@ -117,7 +147,15 @@ pub fn chunk_text(
     let embedder = embed::current();
     let count = |s: &str| embedder.count_tokens(s);
     let title = parsed.title.clone();
-    let chunks = chunk::chunk_sections(&parsed.sections, chunk_size, overlap, &count)
+    let chunks = match chunk::chunk_document(&parsed.sections, chunk_size, overlap, &count, &limits, &errors::interrupt) {
+        Ok(c) => c,
+        Err(e) => refuse(file_name, &e),
+    };
+    // The document's metadata is copied into every chunk.
+    if let Err(e) = check_metadata_budget(metadata.to_string().len(), chunks.len(), &limits) {
+        refuse(file_name, &e);
+    }
+    let chunks = chunks
         .into_iter()
         .map(|c| {
             let prefix = chunk::context_prefix(title.as_deref(), &c.headings);
@@ -150,40 +188,6 @@ pub fn chunk_text(
     }
 }
 
-/// Chunks `range` of document number `doc`: one run of chunks inside an embedding batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Span {
-    pub doc: usize,
-    pub range: std::ops::Range<usize>,
-}
-
-/// Cut the chunks of several documents (their chunk counts, in order) into embedding batches of
-/// at most `size` chunks, filling each batch across document boundaries: a worker with many small
-/// files sends full batches to the embedder instead of one small batch per file.
-pub fn plan_batches(chunk_counts: &[usize], size: usize) -> Vec<Vec<Span>> {
-    let size = size.max(1);
-    let mut batches = Vec::new();
-    let mut current: Vec<Span> = Vec::new();
-    let mut room = size;
-    for (doc, &count) in chunk_counts.iter().enumerate() {
-        let mut start = 0;
-        while start < count {
-            let take = room.min(count - start);
-            current.push(Span { doc, range: start..start + take });
-            start += take;
-            room -= take;
-            if room == 0 {
-                batches.push(std::mem::take(&mut current));
-                room = size;
-            }
-        }
-    }
-    if !current.is_empty() {
-        batches.push(current);
-    }
-    batches
-}
-
 /// Embed the text-with-context of the chunks named by `spans` (of any of `docs`) in one provider
 /// call. Provider errors are returned, not raised, so that the caller decides (the worker records
 /// them on the tasks).
@@ -194,7 +198,7 @@ pub fn embed_spans(docs: &mut [PreparedDocument], spans: &[Span]) -> Result<(), 
         .flat_map(|s| docs[s.doc].chunks[s.range.clone()].iter().map(|c| c.content_with_context.as_str()))
         .collect();
     let expected = texts.len();
-    let vectors = embedder.embed(&texts, InputKind::Document)?;
+    let vectors = embedder.embed_with(&texts, InputKind::Document, &errors::interrupt)?;
     if vectors.len() != expected {
         return Err(embed::EmbedError::CountMismatch {
             model: embedder.model_id().to_string(),
@@ -228,6 +232,7 @@ pub fn embedding_batches(doc: &PreparedDocument) -> Vec<std::ops::Range<usize>> 
 /// Embed all chunks, raising a Postgres error on failure.
 pub fn embed_all(doc: &mut PreparedDocument) {
     for range in embedding_batches(doc) {
+        crate::interrupts::check();
         if let Err(e) = embed_range(doc, range) {
             embed::report(e);
         }
@@ -311,46 +316,3 @@ COMMENT ON PROCEDURE rag.reembed_all(int) IS
     requires = [reembed]
 );
 
-#[cfg(test)]
-mod batch_plan_tests {
-    use super::{plan_batches, Span};
-
-    fn span(doc: usize, range: std::ops::Range<usize>) -> Span {
-        Span { doc, range }
-    }
-
-    #[test]
-    fn small_documents_share_full_batches() {
-        let plan = plan_batches(&[3, 2, 4], 4);
-        assert_eq!(
-            plan,
-            vec![
-                vec![span(0, 0..3), span(1, 0..1)],
-                vec![span(1, 1..2), span(2, 0..3)],
-                vec![span(2, 3..4)],
-            ]
-        );
-    }
-
-    #[test]
-    fn every_chunk_exactly_once_in_order() {
-        let counts = [0, 7, 1, 0, 33, 5];
-        let plan = plan_batches(&counts, 8);
-        assert!(plan.iter().all(|b| !b.is_empty() && b.iter().map(|s| s.range.len()).sum::<usize>() <= 8));
-        assert!(plan[..plan.len() - 1].iter().all(|b| b.iter().map(|s| s.range.len()).sum::<usize>() == 8));
-        let mut seen: Vec<(usize, usize)> = Vec::new();
-        for s in plan.iter().flatten() {
-            seen.extend(s.range.clone().map(|i| (s.doc, i)));
-        }
-        let expected: Vec<(usize, usize)> =
-            counts.iter().enumerate().flat_map(|(d, &n)| (0..n).map(move |i| (d, i))).collect();
-        assert_eq!(seen, expected);
-    }
-
-    #[test]
-    fn no_chunks_no_batches() {
-        assert!(plan_batches(&[], 32).is_empty());
-        assert!(plan_batches(&[0, 0], 32).is_empty());
-        assert_eq!(plan_batches(&[2], 0), vec![vec![span(0, 0..1)], vec![span(0, 1..2)]]);
-    }
-}

@@ -14,7 +14,7 @@
 use crate::errors::{NoRowIsNone, SpiOk};
 use pgrx::spi::SpiError;
 use crate::guc;
-use crate::ingest::{self, formats, store, PreparedDocument};
+use crate::ingest::{self, store, PreparedDocument};
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 
@@ -341,13 +341,7 @@ fn notify(batch_id: Uuid, task_id: Uuid, status: &str) {
 pub fn prepare_file(file_name: &str, bytes: &[u8], metadata: serde_json::Value) -> PreparedDocument {
     ingest::check_arguments(file_name, bytes.len(), &metadata);
     let hash = ingest::content_hash(bytes);
-    let extracted = match formats::extract(file_name, bytes) {
-        Ok(x) => x,
-        Err(e) => crate::errors::invalid(
-            format!("cannot ingest '{}': {e}", ingest::short(file_name)),
-            "Supported: PDF with a text layer, DOCX, HTML, Markdown and UTF-8/UTF-16 text.",
-        ),
-    };
+    let extracted = ingest::extract(file_name, bytes);
     ingest::chunk_text(
         file_name,
         &extracted.text,

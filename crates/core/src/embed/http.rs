@@ -17,9 +17,12 @@
 //! status; the API key is sent only in the `Authorization` header and is scrubbed
 //! from anything echoed back by the server.
 //!
-//! Waits go through an injectable sleep function ([`OllamaEmbedder::with_sleeper`]):
-//! tests make it instantaneous; in a Postgres backend it can sleep in short slices
-//! and check for query cancellation in between.
+//! Cancel: a request runs on a helper thread while the calling thread waits for it in
+//! steps of at most [`POLL_STEP`], calling the caller's cancel hook between steps; waits
+//! between attempts sleep in the same steps. If the hook unwinds (the query was
+//! cancelled), the helper thread is abandoned: it never calls back and ends by itself at
+//! the request timeout. Tests replace the waits with a recorder
+//! ([`OllamaEmbedder::with_sleeper`]).
 //!
 //! Threads: reqwest's blocking client runs its own I/O thread (created in `new`,
 //! with every signal blocked so that Postgres signals stay on the backend's thread).
@@ -36,6 +39,8 @@ use serde_json::json;
 use super::provider::{
     excerpt, with_signals_blocked, EmbedError, Embedder, InputKind, MAX_BODY_EXCERPT,
 };
+use crate::interrupt::{self, Interrupt, POLL_STEP};
+use std::sync::mpsc::RecvTimeoutError;
 
 /// Longest `Retry-After` honoured.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -116,7 +121,29 @@ pub(crate) struct HttpCore {
     expected_dims: Option<usize>,
     /// Dimension seen in the first response (0 = none yet).
     seen_dims: AtomicUsize,
-    pub(crate) sleeper: Sleeper,
+    /// Replaces the waits between attempts (tests); `None`: sleep in short steps, calling
+    /// the cancel hook.
+    pub(crate) sleeper: Option<Sleeper>,
+}
+
+/// A copy for the helper thread that runs one request.
+impl Clone for HttpCore {
+    fn clone(&self) -> Self {
+        HttpCore {
+            provider: self.provider,
+            model_id: self.model_id.clone(),
+            client: self.client.clone(),
+            url: self.url.clone(),
+            display_url: self.display_url.clone(),
+            api_key: self.api_key.clone(),
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            batch_size: self.batch_size,
+            expected_dims: self.expected_dims,
+            seen_dims: AtomicUsize::new(self.seen_dims.load(Ordering::Relaxed)),
+            sleeper: self.sleeper.clone(),
+        }
+    }
 }
 
 impl HttpCore {
@@ -205,7 +232,7 @@ impl HttpCore {
             batch_size: cfg.batch_size,
             expected_dims: cfg.dimensions,
             seen_dims: AtomicUsize::new(0),
-            sleeper: Arc::new(std::thread::sleep),
+            sleeper: None,
         })
     }
 
@@ -276,6 +303,41 @@ impl HttpCore {
         self.read_body(resp, MAX_RESPONSE_BYTES)
     }
 
+    /// [`HttpCore::post_once`] on a helper thread, waited for in steps of at most
+    /// [`POLL_STEP`] with `interrupt` called before each step. If `interrupt` unwinds, the
+    /// helper thread is abandoned: it holds its own copy of the client and the body, never
+    /// calls back, and ends by itself at the request timeout.
+    fn post_once_polled(
+        &self,
+        body: &serde_json::Value,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Vec<u8>, EmbedError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let core = self.clone();
+        let body = body.clone();
+        // The thread must not take the backend's signals (it inherits this mask).
+        let spawned = with_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name("ragbench-http".into())
+                .spawn(move || {
+                    let _ = tx.send(core.post_once(&body));
+                })
+        });
+        if let Err(e) = spawned {
+            return Err(self.transport(format!("cannot start a thread for the request: {e}")));
+        }
+        loop {
+            interrupt();
+            match rx.recv_timeout(POLL_STEP) {
+                Ok(result) => return result,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(self.transport("the request thread ended without a result".into()))
+                }
+            }
+        }
+    }
+
     /// Reads at most `limit` bytes of a response body.
     fn read_body(
         &self,
@@ -320,10 +382,12 @@ impl HttpCore {
         }
     }
 
-    /// POST with retries; parses the 2xx body as JSON of type `T`.
+    /// POST with retries; parses the 2xx body as JSON of type `T`. `interrupt` is called at
+    /// least every [`POLL_STEP`] while waiting for the server or between attempts.
     pub(crate) fn post<T: for<'de> Deserialize<'de>>(
         &self,
         body: &serde_json::Value,
+        interrupt: Interrupt<'_>,
     ) -> Result<T, EmbedError> {
         let mut attempts: u32 = 0;
         let mut failures: u32 = 0;
@@ -331,7 +395,7 @@ impl HttpCore {
         let mut waited = Duration::ZERO;
         loop {
             attempts += 1;
-            let err = match self.post_once(body) {
+            let err = match self.post_once_polled(body, interrupt) {
                 Ok(bytes) => {
                     return serde_json::from_slice::<T>(&bytes).map_err(|e| {
                         let start =
@@ -363,7 +427,13 @@ impl HttpCore {
             if waited + delay > MAX_TOTAL_WAIT {
                 return Err(self.give_up(attempts, err));
             }
-            (self.sleeper)(delay);
+            match &self.sleeper {
+                Some(sleep) => {
+                    sleep(delay);
+                    interrupt();
+                }
+                None => interrupt::sleep(delay, interrupt),
+            }
             waited += delay;
         }
     }
@@ -421,10 +491,12 @@ impl HttpCore {
     fn embed_batched(
         &self,
         texts: &[&str],
+        interrupt: Interrupt<'_>,
         one_batch: impl Fn(&[&str]) -> Result<Vec<Vec<f32>>, EmbedError>,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(self.batch_size) {
+            interrupt();
             let vecs = one_batch(batch)?;
             self.check(batch.len(), &vecs)?;
             out.extend(vecs);
@@ -583,9 +655,10 @@ impl OllamaEmbedder {
         })
     }
 
-    /// Replaces the function used to wait between attempts (default `std::thread::sleep`).
+    /// Replaces the waits between attempts (tests; default: sleep in steps of at most 100 ms,
+    /// calling the cancel hook).
     pub fn with_sleeper(mut self, sleeper: impl Fn(Duration) + Send + Sync + 'static) -> Self {
-        self.core.sleeper = Arc::new(sleeper);
+        self.core.sleeper = Some(Arc::new(sleeper));
         self
     }
 
@@ -604,11 +677,16 @@ impl Embedder for OllamaEmbedder {
         self.core.dimensions()
     }
 
-    fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_with(
+        &self,
+        texts: &[&str],
+        kind: InputKind,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let prefix = nomic_prefix(&self.model, kind);
-        self.core.embed_batched(texts, |batch| {
+        self.core.embed_batched(texts, interrupt, |batch| {
             let body = json!({ "model": self.model, "input": with_prefix(batch, prefix) });
-            let resp: OllamaResponse = self.core.post(&body)?;
+            let resp: OllamaResponse = self.core.post(&body, interrupt)?;
             Ok(resp.embeddings)
         })
     }
@@ -652,9 +730,10 @@ impl OpenAiEmbedder {
         })
     }
 
-    /// Replaces the function used to wait between attempts (default `std::thread::sleep`).
+    /// Replaces the waits between attempts (tests; default: sleep in steps of at most 100 ms,
+    /// calling the cancel hook).
     pub fn with_sleeper(mut self, sleeper: impl Fn(Duration) + Send + Sync + 'static) -> Self {
-        self.core.sleeper = Arc::new(sleeper);
+        self.core.sleeper = Some(Arc::new(sleeper));
         self
     }
 
@@ -706,11 +785,16 @@ impl Embedder for OpenAiEmbedder {
 
     /// nomic-embed models served through an OpenAI-compatible server get the same
     /// task prefixes as with Ollama.
-    fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_with(
+        &self,
+        texts: &[&str],
+        kind: InputKind,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let prefix = nomic_prefix(&self.model, kind);
-        self.core.embed_batched(texts, |batch| {
+        self.core.embed_batched(texts, interrupt, |batch| {
             let body = json!({ "model": self.model, "input": with_prefix(batch, prefix) });
-            let resp: OpenAiResponse = self.core.post(&body)?;
+            let resp: OpenAiResponse = self.core.post(&body, interrupt)?;
             self.reassemble(resp.data)
         })
     }

@@ -34,6 +34,7 @@ use serde_json::json;
 
 use super::prompt::ChatMessage;
 use crate::embed::http::{HttpConfig, HttpCore};
+use crate::interrupt::Interrupt;
 use crate::embed::provider::{status_reason, EmbedError};
 
 /// Configuration of an HTTP chat provider.
@@ -294,8 +295,14 @@ impl std::error::Error for ChatError {
 pub trait ChatModel: Send + Sync {
     /// e.g. `"ollama/llama3.2"`, `"openai/gpt-4o-mini"`.
     fn model_id(&self) -> String;
-    /// The assistant's answer (trimmed, never empty) to `messages`.
-    fn complete(&self, messages: &[ChatMessage]) -> Result<String, ChatError>;
+    /// The assistant's answer (trimmed, never empty) to `messages`. No cancel hook: see
+    /// [`ChatModel::complete_with`].
+    fn complete(&self, messages: &[ChatMessage]) -> Result<String, ChatError> {
+        self.complete_with(messages, &crate::interrupt::never)
+    }
+    /// [`ChatModel::complete`], calling `interrupt` on the calling thread at least every
+    /// 100 ms while waiting for the server or between retries.
+    fn complete_with(&self, messages: &[ChatMessage], interrupt: Interrupt<'_>) -> Result<String, ChatError>;
 }
 
 /// Shared part of both clients: the HTTP core plus generation settings.
@@ -366,8 +373,12 @@ impl ChatCore {
         Ok(serde_json::Value::Array(out))
     }
 
-    fn post<T: for<'de> Deserialize<'de>>(&self, body: &serde_json::Value) -> Result<T, ChatError> {
-        self.http.post(body).map_err(ChatError::from_http)
+    fn post<T: for<'de> Deserialize<'de>>(
+        &self,
+        body: &serde_json::Value,
+        interrupt: Interrupt<'_>,
+    ) -> Result<T, ChatError> {
+        self.http.post(body, interrupt).map_err(ChatError::from_http)
     }
 
     /// Cleans up the answer text; missing or blank is an error.
@@ -429,9 +440,10 @@ impl OllamaChat {
         })
     }
 
-    /// Replaces the function used to wait between attempts (default `std::thread::sleep`).
+    /// Replaces the waits between attempts (tests; default: sleep in steps of at most 100 ms,
+    /// calling the cancel hook).
     pub fn with_sleeper(mut self, sleeper: impl Fn(Duration) + Send + Sync + 'static) -> Self {
-        self.core.http.sleeper = Arc::new(sleeper);
+        self.core.http.sleeper = Some(Arc::new(sleeper));
         self
     }
 
@@ -446,7 +458,7 @@ impl ChatModel for OllamaChat {
         self.core.http.model_id.clone()
     }
 
-    fn complete(&self, messages: &[ChatMessage]) -> Result<String, ChatError> {
+    fn complete_with(&self, messages: &[ChatMessage], interrupt: Interrupt<'_>) -> Result<String, ChatError> {
         let c = &self.core;
         let mut options = json!({ "temperature": c.temperature });
         if let Some(n) = c.max_tokens {
@@ -458,7 +470,7 @@ impl ChatModel for OllamaChat {
             "stream": false,
             "options": options,
         });
-        let resp: OllamaChatResponse = c.post(&body)?;
+        let resp: OllamaChatResponse = c.post(&body, interrupt)?;
         if let Some(err) = resp.error.filter(|e| !e.trim().is_empty()) {
             return Err(c.malformed(format!("server reported an error: {err}")));
         }
@@ -517,9 +529,10 @@ impl OpenAiChat {
         })
     }
 
-    /// Replaces the function used to wait between attempts (default `std::thread::sleep`).
+    /// Replaces the waits between attempts (tests; default: sleep in steps of at most 100 ms,
+    /// calling the cancel hook).
     pub fn with_sleeper(mut self, sleeper: impl Fn(Duration) + Send + Sync + 'static) -> Self {
-        self.core.http.sleeper = Arc::new(sleeper);
+        self.core.http.sleeper = Some(Arc::new(sleeper));
         self
     }
 
@@ -534,7 +547,7 @@ impl ChatModel for OpenAiChat {
         self.core.http.model_id.clone()
     }
 
-    fn complete(&self, messages: &[ChatMessage]) -> Result<String, ChatError> {
+    fn complete_with(&self, messages: &[ChatMessage], interrupt: Interrupt<'_>) -> Result<String, ChatError> {
         let c = &self.core;
         let mut body = json!({
             "model": c.model,
@@ -544,7 +557,7 @@ impl ChatModel for OpenAiChat {
         if let Some(n) = c.max_tokens {
             body["max_tokens"] = json!(n);
         }
-        let resp: OpenAiChatResponse = c.post(&body)?;
+        let resp: OpenAiChatResponse = c.post(&body, interrupt)?;
         let Some(choice) = resp.choices.and_then(|v| v.into_iter().next()) else {
             return Err(c.malformed(format!(
                 "no \"choices\" in the response (model {})",

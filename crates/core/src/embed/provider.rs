@@ -7,6 +7,7 @@
 //! to a DBA verbatim: they name the provider, the URL (never an API key) and the
 //! HTTP status where there is one.
 
+use crate::interrupt::Interrupt;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -217,7 +218,16 @@ pub trait Embedder: Send + Sync {
     /// One vector per input, in input order. The built-in model returns L2-normalised
     /// vectors; HTTP providers return vectors as the server produced them.
     /// An empty input slice gives an empty result without doing any work.
-    fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// No cancel hook: see [`Embedder::embed_with`].
+    fn embed(&self, texts: &[&str], kind: InputKind) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_with(texts, kind, &crate::interrupt::never)
+    }
+
+    /// [`Embedder::embed`], calling `interrupt` on the calling thread between forward passes of
+    /// the model (each well under a second) and at most every 100 ms while waiting for a server
+    /// or between retries. If `interrupt` unwinds, the call ends there.
+    fn embed_with(&self, texts: &[&str], kind: InputKind, interrupt: Interrupt<'_>)
+        -> Result<Vec<Vec<f32>>, EmbedError>;
 
     /// Approximate number of model tokens in `text`, for sizing chunks.
     /// Default: whitespace-separated words * 4/3, rounded up.

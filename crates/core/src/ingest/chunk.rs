@@ -11,6 +11,13 @@
 //! more and re-split if joining made it too long. Pure logic, no Postgres API.
 
 use super::parse::Section;
+use crate::interrupt::{self, Interrupt};
+use crate::limits::{LimitExceeded, Limits};
+use std::cell::Cell;
+
+/// Calls of the token counter between two calls of the cancel hook (a call tokenizes a sentence
+/// or a chunk, so this is a few hundred milliseconds of work at most).
+const COUNTS_PER_INTERRUPT: usize = 64;
 
 /// One piece of a document, ready to embed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,11 +326,41 @@ pub fn chunk_sections(
     overlap: usize,
     count_tokens: &dyn Fn(&str) -> usize,
 ) -> Vec<Chunk> {
+    let limits = Limits { max_chunks: usize::MAX, ..Limits::default() };
+    // Without a chunk limit and with a hook that returns, nothing can fail.
+    chunk_document(sections, chunk_size, overlap, count_tokens, &limits, &interrupt::never).unwrap_or_default()
+}
+
+/// [`chunk_sections`] within `limits`: more than [`Limits::max_chunks`] chunks is an error (found as
+/// soon as the chunk count passes it), and a "word" (run of characters without whitespace) longer
+/// than [`Limits::max_word_chars`] counts as at least one token per `max_word_chars` characters
+/// whatever `count_tokens` says, so that it is hard-split and no chunk can grow past about
+/// `chunk_size × max_word_chars` characters (word-piece tokenizers count such a word as one
+/// unknown token). `interrupt` is called per section and every few dozen token counts.
+pub fn chunk_document(
+    sections: &[Section],
+    chunk_size: usize,
+    overlap: usize,
+    count_tokens: &dyn Fn(&str) -> usize,
+    limits: &Limits,
+    interrupt: Interrupt<'_>,
+) -> Result<Vec<Chunk>, LimitExceeded> {
     let chunk_size = chunk_size.max(1);
     let overlap = overlap.min(chunk_size - 1);
+    let max_word = limits.max_word_chars.max(1);
+    let calls = Cell::new(0usize);
+    let count = |s: &str| {
+        calls.set(calls.get() + 1);
+        if calls.get() % COUNTS_PER_INTERRUPT == 0 {
+            interrupt();
+        }
+        count_tokens(s).saturating_add(long_word_tokens(s, max_word))
+    };
     let mut chunks: Vec<Chunk> = Vec::new();
     for section in sections {
-        for (a, b) in chunk_text(&section.text, chunk_size, overlap, count_tokens) {
+        interrupt();
+        for (a, b) in chunk_text(&section.text, chunk_size, overlap, &count) {
+            limits.check_chunks(chunks.len() + 1)?;
             chunks.push(Chunk {
                 index: chunks.len(),
                 content: section.text[a..b].to_string(),
@@ -331,7 +368,16 @@ pub fn chunk_sections(
             });
         }
     }
-    chunks
+    Ok(chunks)
+}
+
+/// Extra tokens for the words of `s` longer than `max_word` characters: one per `max_word`
+/// characters of each such word.
+fn long_word_tokens(s: &str, max_word: usize) -> usize {
+    s.split_whitespace()
+        .filter(|w| w.len() > max_word) // bytes ≥ chars: a cheap first test
+        .map(|w| w.chars().count() / max_word)
+        .sum()
 }
 
 /// Byte ranges of the chunks of one text.
@@ -578,7 +624,10 @@ mod tests {
         let mut ci = 0usize;
         for s in sections {
             for sent in split_sentences(&s.text) {
-                let pieces: Vec<&str> = sent.split_whitespace().collect();
+                // Words longer than the word limit are hard-split: their pieces are checked by the
+                // tests that join the chunks again.
+                let max_word = crate::limits::DEFAULT_MAX_WORD_CHARS;
+                let pieces: Vec<&str> = sent.split_whitespace().filter(|w| w.chars().count() <= max_word).collect();
                 // each word of the sentence must be found in order in this section's chunks
                 for w in pieces {
                     loop {

@@ -1,0 +1,9 @@
+//! Embedding providers behind one interface ([`provider::Embedder`]): `builtin` (offline
+//! all-MiniLM-L6-v2 in candle), `ollama`, `openai` (any OpenAI-compatible server). The extension
+//! chooses one from its settings; none of them calls Postgres.
+
+pub mod builtin;
+pub mod http;
+pub mod provider;
+
+pub use provider::{EmbedError, Embedder, InputKind};

@@ -156,7 +156,8 @@ pub struct LimitExceeded {
     pub unit: &'static str,
     /// The setting that raises the limit, e.g. `rag.max_document_bytes`.
     pub setting: &'static str,
-    /// What the user can do, completed by the setting's name, e.g. "split the document or raise".
+    /// What the user can do, e.g. "split the document or raise", completed by the setting's name
+    /// when it is a setting.
     pub advice: &'static str,
 }
 
@@ -173,7 +174,7 @@ impl LimitExceeded {
         }
     }
 
-    /// Decompressed DOCX XML over [`Limits::max_xml_bytes`].
+    /// Decompressed DOCX XML over [`Limits::max_xml_bytes`] (4 × `rag.max_document_bytes`).
     pub fn xml(value: usize, limit: usize) -> Self {
         LimitExceeded {
             what: "DOCX XML",
@@ -181,7 +182,7 @@ impl LimitExceeded {
             limit: limit as u64,
             unit: "bytes after decompression",
             setting: SETTING_DOCUMENT_BYTES,
-            advice: "split the document or raise (the XML budget is 4 times)",
+            advice: "split the document or raise",
         }
     }
 
@@ -194,7 +195,7 @@ impl LimitExceeded {
             limit: limit as u64,
             unit: "bytes after decompression",
             setting: SETTING_DOCUMENT_BYTES,
-            advice: "split the document or raise (the content budget is 4 times)",
+            advice: "split the document or raise",
         }
     }
 
@@ -206,18 +207,18 @@ impl LimitExceeded {
             limit: limit as u64,
             unit: "pages",
             setting: "a fixed limit",
-            advice: "split the document; nothing raises",
+            advice: "split the document",
         }
     }
 }
 
 impl fmt::Display for LimitExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} exceeds {} {} ({}); {} {}",
-            self.what, self.limit, self.unit, self.setting, self.advice, self.setting
-        )
+        write!(f, "{} exceeds {} {} ({}); {}", self.what, self.limit, self.unit, self.setting, self.advice)?;
+        if self.setting.starts_with("rag.") {
+            write!(f, " {}", self.setting)?;
+        }
+        Ok(())
     }
 }
 
@@ -236,6 +237,19 @@ mod tests {
              split the document or raise rag.max_document_bytes"
         );
         assert!(Limits::default().check_text(DEFAULT_MAX_TEXT_BYTES).is_ok());
+    }
+
+    #[test]
+    fn fixed_limit_reads_well() {
+        assert_eq!(
+            LimitExceeded::pages(10_001, 10_000).to_string(),
+            "PDF page count exceeds 10000 pages (a fixed limit); split the document"
+        );
+        assert_eq!(
+            LimitExceeded::xml(1 << 27, 1 << 26).to_string(),
+            "DOCX XML exceeds 67108864 bytes after decompression (rag.max_document_bytes); \
+             split the document or raise rag.max_document_bytes"
+        );
     }
 
     #[test]

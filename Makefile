@@ -14,7 +14,7 @@ export PSQL := /usr/lib/postgresql/15/bin/psql
 URL = postgresql://$(RUN_USER)@127.0.0.1:$(PGPORT)/$(DB)
 DATASET ?= ../shared/datasets/scifact
 
-.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench bench-search bench-ingest clean
+.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench bench-search bench-ingest fuzz clean
 
 ## Install everything on a fresh machine (idempotent; seconds when done before).
 setup:
@@ -61,6 +61,13 @@ bench-search: start
 ## Ingestion through the queue and the background worker: stand-in embedding server and built-in model.
 bench-ingest: start
 	@$(PY) scripts/bench_ingest.py "$(URL)"
+
+## Mutation fuzzing of the parsers and the chunker on stable Rust (crates/core/examples/fuzz.rs):
+## every target (pdf, docx, html, markdown, text, chunk) for FUZZ_SECONDS each; findings in target/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGET ?= all
+fuzz:
+	@cargo run -q --release -p ragbench-core --example fuzz -- $(FUZZ_TARGET) $(FUZZ_SECONDS) tests/fixtures/formats
 
 clean: stop
 	rm -rf target .pgdata .pgdata.log

@@ -81,18 +81,42 @@ pub fn insert_chunks(docs: &[(Uuid, &PreparedDocument)]) {
     for (model, dims) in models {
         ensure_model_index(model, dims);
     }
-    let rows = || docs.iter().flat_map(|(id, d)| d.chunks.iter().map(move |c| (*id, *d, c)));
-    if rows().next().is_none() {
-        return;
+    let rows: Vec<(Uuid, &PreparedDocument, &super::PreparedChunk)> =
+        docs.iter().flat_map(|(id, d)| d.chunks.iter().map(move |c| (*id, *d, c))).collect();
+    // One statement per slice of at most INSERT_SLICE_BYTES of text: a group of ordinary files is one
+    // statement (one pg_search segment), while a huge document does not need all its chunks copied
+    // into statement arguments at once (peak memory stays a small multiple of the input).
+    let mut start = 0;
+    while start < rows.len() {
+        crate::interrupts::check();
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.len() && (end == start || bytes + row_bytes(rows[end].2) <= INSERT_SLICE_BYTES) {
+            bytes += row_bytes(rows[end].2);
+            end += 1;
+        }
+        insert_rows(&rows[start..end]);
+        start = end;
     }
-    let ids: Vec<Uuid> = rows().map(|(id, _, _)| id).collect();
-    let idx: Vec<i32> = rows().map(|(_, _, c)| c.index).collect();
-    let content: Vec<&str> = rows().map(|(_, _, c)| c.content.as_str()).collect();
-    let ctx: Vec<&str> = rows().map(|(_, _, c)| c.content_with_context.as_str()).collect();
-    let tokens: Vec<i32> = rows().map(|(_, _, c)| c.token_count).collect();
-    let emb: Vec<String> = rows().map(|(_, _, c)| vector_literal(&c.embedding)).collect();
-    let model: Vec<&str> = rows().map(|(_, d, _)| d.model.as_str()).collect();
-    let meta: Vec<JsonB> = rows().map(|(_, _, c)| JsonB(c.metadata.clone())).collect();
+}
+
+/// Text bytes a chunk row carries into the INSERT statement's arguments.
+fn row_bytes(c: &super::PreparedChunk) -> usize {
+    c.content.len() + c.content_with_context.len() + c.embedding.len() * 12
+}
+
+/// Most text bytes of chunk rows written by one INSERT statement.
+const INSERT_SLICE_BYTES: usize = 4 * 1024 * 1024;
+
+fn insert_rows(rows: &[(Uuid, &PreparedDocument, &super::PreparedChunk)]) {
+    let ids: Vec<Uuid> = rows.iter().map(|(id, _, _)| *id).collect();
+    let idx: Vec<i32> = rows.iter().map(|(_, _, c)| c.index).collect();
+    let content: Vec<&str> = rows.iter().map(|(_, _, c)| c.content.as_str()).collect();
+    let ctx: Vec<&str> = rows.iter().map(|(_, _, c)| c.content_with_context.as_str()).collect();
+    let tokens: Vec<i32> = rows.iter().map(|(_, _, c)| c.token_count).collect();
+    let emb: Vec<String> = rows.iter().map(|(_, _, c)| vector_literal(&c.embedding)).collect();
+    let model: Vec<&str> = rows.iter().map(|(_, d, _)| d.model.as_str()).collect();
+    let meta: Vec<JsonB> = rows.iter().map(|(_, _, c)| JsonB(c.metadata.clone())).collect();
     Spi::run_with_args(
         INSERT_CHUNKS,
         &[

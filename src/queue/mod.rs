@@ -65,7 +65,8 @@ fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, met
 }
 
 /// Process up to `max_messages` queued files in this backend (for servers without the background
-/// worker, and for tests). Returns how many messages were handled (completed or failed).
+/// worker, and for tests). Returns how many files were processed (completed or failed); a file given
+/// up on because its processing died `rag.max_attempts` times is failed without being processed.
 #[pg_extern(parallel_unsafe)]
 fn process_queue(max_messages: default!(i32, 10)) -> i32 {
     if max_messages < 1 {

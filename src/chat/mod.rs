@@ -103,6 +103,17 @@ fn complete(model: &dyn ChatModel, messages: &[prompt::ChatMessage]) -> String {
     }
 }
 
+/// Characters of a question that retrieval and the extractive answer read.
+const MAX_QUERY_CHARS: usize = 4096;
+
+/// The first `max` characters of `s`.
+fn prefix_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// Answer `question` in session `session_id` from the documents: `{answer, sources, model, search_query}`.
 #[pg_extern(parallel_unsafe)]
 fn ask(session_id: Uuid, question: &str, k: default!(i32, 5)) -> JsonB {
@@ -130,14 +141,18 @@ fn ask(session_id: Uuid, question: &str, k: default!(i32, 5)) -> JsonB {
     let budget = guc::CHAT_TOKEN_BUDGET.get().max(256) as usize;
 
     let model = chat_model(session_model);
+    // Retrieval and the extractive answer read the question's first MAX_QUERY_CHARS characters (a
+    // question is a few sentences; a 200 kB one took 42 s of search and sentence scoring); the
+    // whole question is still stored and sent to an LLM within the token budget.
+    let query_text = prefix_chars(question, MAX_QUERY_CHARS);
     // A follow-up ("and how do I tune it?") needs the history to be searchable on its own.
     let search_query = match (&model, history.is_empty()) {
         (Some(m), false) => {
             let rewritten = complete(m.as_ref(), &prompt::build_rewrite_prompt(question, &history, budget));
             let rewritten = rewritten.trim();
-            if rewritten.is_empty() { question.to_string() } else { rewritten.to_string() }
+            if rewritten.is_empty() { query_text.to_string() } else { prefix_chars(rewritten, MAX_QUERY_CHARS).to_string() }
         }
-        _ => question.to_string(),
+        _ => query_text.to_string(),
     };
     let hits = retrieve(&search_type, &search_query, k);
     let sources: Vec<prompt::Source> = hits
@@ -152,7 +167,7 @@ fn ask(session_id: Uuid, question: &str, k: default!(i32, 5)) -> JsonB {
     let (answer, model_name) = match &model {
         Some(m) => (complete(m.as_ref(), &prompt::build_answer_prompt(question, &sources, &history, budget)), m.model_id()),
         None => {
-            let quotes = extractive::select_sentences(question, &sources, 3);
+            let quotes = extractive::select_sentences(query_text, &sources, 3);
             (extractive::render_answer(&quotes), "extractive".to_string())
         }
     };

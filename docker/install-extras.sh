@@ -20,7 +20,7 @@ log() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 if ! ls "$EXTDIR"/pgmq--*.sql >/dev/null 2>&1; then
   log "pgmq from crate pgmq=$PGMQ_CRATE_VERSION"
   tmp="$STACK/pgmq-fetch"; mkdir -p "$tmp/src"; : > "$tmp/src/lib.rs"
-  printf '[package]\nname = "pgmq-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\npgmq = "=%s"\n' \
+  printf '[workspace]\n[package]\nname = "pgmq-fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\npgmq = "=%s"\n' \
     "$PGMQ_CRATE_VERSION" > "$tmp/Cargo.toml"
   cargo fetch -q --manifest-path "$tmp/Cargo.toml"
   src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/pgmq-"$PGMQ_CRATE_VERSION"/src/install/embedded | head -n1)

@@ -17,7 +17,7 @@ pub static MAX_METADATA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 102
 pub static EMBEDDING_PROVIDER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"builtin"));
 pub static EMBEDDING_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static EMBEDDING_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-pub static EMBEDDING_API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static EMBEDDING_API_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static EMBEDDING_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static EMBEDDING_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static EMBEDDING_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
@@ -42,7 +42,9 @@ pub static TEMPORARY_SESSION_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new
 pub static LLM_PROVIDER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"extractive"));
 pub static LLM_MODEL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static LLM_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-pub static LLM_API_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static LLM_API_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static MAX_HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+pub static MAX_HTTP_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static LLM_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(120_000);
 pub static LLM_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static CHAT_TOKEN_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(3000);
@@ -162,12 +164,13 @@ pub fn register() {
         GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_string_guc(
-        c"rag.embedding_api_key",
-        c"API key sent as a Bearer token to the embedding provider (superuser only, never shown).",
-        c"",
-        &EMBEDDING_API_KEY,
+        c"rag.embedding_api_key_file",
+        c"File holding the API key sent as a Bearer token to rag.embedding_url (superuser only).",
+        c"The key itself is never a setting (PostgreSQL logs changed settings). It is sent only to \
+          rag.embedding_url, which must be set with it; the server's OS user must be able to read the file.",
+        &EMBEDDING_API_KEY_FILE,
         GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+        GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_int_guc(
         c"rag.embedding_timeout_ms",
@@ -340,12 +343,32 @@ pub fn register() {
         GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_string_guc(
-        c"rag.llm_api_key",
-        c"API key sent as a Bearer token to the chat model server (superuser only, never shown).",
-        c"",
-        &LLM_API_KEY,
+        c"rag.llm_api_key_file",
+        c"File holding the API key sent as a Bearer token to rag.llm_url (superuser only).",
+        c"The key itself is never a setting. It is sent only to rag.llm_url, which must be set with it.",
+        &LLM_API_KEY_FILE,
         GucContext::Suset,
-        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_http_timeout_ms",
+        c"Cap on rag.embedding_timeout_ms and rag.llm_timeout_ms, whoever sets them (superuser only).",
+        c"",
+        &MAX_HTTP_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_http_retries",
+        c"Cap on rag.embedding_max_retries and rag.llm_max_retries, whoever sets them (superuser only).",
+        c"",
+        &MAX_HTTP_RETRIES,
+        0,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"rag.llm_timeout_ms",

@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod interrupts;
 pub mod queue;
 pub mod search;
+mod secrets;
 
 ::pgrx::pg_module_magic!();
 

@@ -72,9 +72,9 @@ fn chat_model(session_model: Option<String>) -> Option<Box<dyn ChatModel>> {
     let cfg = |default_url: &str, default_model: &str| llm::LlmConfig {
         base_url: guc::string(&guc::LLM_URL).unwrap_or_else(|| default_url.to_string()),
         model: session_model.clone().or_else(|| guc::string(&guc::LLM_MODEL)).unwrap_or_else(|| default_model.to_string()),
-        api_key: guc::string(&guc::LLM_API_KEY),
-        timeout: Duration::from_millis(guc::LLM_TIMEOUT_MS.get().max(1) as u64),
-        max_retries: guc::LLM_MAX_RETRIES.get().max(0) as u32,
+        api_key: crate::secrets::api_key(&guc::LLM_URL, &guc::LLM_API_KEY_FILE, "rag.llm_url", "rag.llm_api_key_file"),
+        timeout: Duration::from_millis(crate::secrets::capped_timeout_ms(guc::LLM_TIMEOUT_MS.get())),
+        max_retries: crate::secrets::capped_retries(guc::LLM_MAX_RETRIES.get()),
         temperature: 0.1,
         max_tokens: None,
     };

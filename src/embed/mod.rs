@@ -49,9 +49,14 @@ impl Settings {
             provider: guc::string(&guc::EMBEDDING_PROVIDER).unwrap_or_else(|| "builtin".into()).to_lowercase(),
             model: guc::string(&guc::EMBEDDING_MODEL),
             url: guc::string(&guc::EMBEDDING_URL),
-            api_key: guc::string(&guc::EMBEDDING_API_KEY),
-            timeout_ms: guc::EMBEDDING_TIMEOUT_MS.get(),
-            max_retries: guc::EMBEDDING_MAX_RETRIES.get(),
+            api_key: crate::secrets::api_key(
+                &guc::EMBEDDING_URL,
+                &guc::EMBEDDING_API_KEY_FILE,
+                "rag.embedding_url",
+                "rag.embedding_api_key_file",
+            ),
+            timeout_ms: crate::secrets::capped_timeout_ms(guc::EMBEDDING_TIMEOUT_MS.get()) as i32,
+            max_retries: crate::secrets::capped_retries(guc::EMBEDDING_MAX_RETRIES.get()) as i32,
             batch_size: guc::EMBEDDING_BATCH_SIZE.get(),
             model_dir: guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(default_model_dir),
         }

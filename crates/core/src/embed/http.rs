@@ -200,6 +200,9 @@ impl HttpCore {
         let mut shown = url.clone();
         let _ = shown.set_username("");
         let _ = shown.set_password(None);
+        // A query string can carry a token (?key=...): errors never show it.
+        shown.set_query(None);
+        shown.set_fragment(None);
         let display_url = shown.to_string();
         let api_key = cfg.api_key.filter(|k| !k.is_empty());
         if let Some(k) = &api_key {

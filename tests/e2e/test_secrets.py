@@ -1,0 +1,172 @@
+"""Keys stay home (issue 10, item 3): an API key is read from a file a superuser names, is sent only to
+the URL a superuser configured with it, and never appears in settings, errors or the server log — whatever
+provider and model an ordinary role chooses."""
+import contextlib
+import json
+import os
+import pwd
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import ROOT
+
+KEY = "sk-test-0123456789abcdefSECRET"
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers like an OpenAI- or Ollama-compatible embedding server and records the Authorization
+    header of every request, per server port."""
+    seen = {}
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0") or 0)) or b"{}")
+        Recorder.seen.setdefault(self.server.server_port, []).append(self.headers.get("Authorization"))
+        texts = body.get("input") or body.get("prompt") or ["x"]
+        texts = texts if isinstance(texts, list) else [texts]
+        if self.path.startswith("/api/embed"):
+            out = {"model": body.get("model"), "embeddings": [[1.0, 2.0, 3.0, 4.0] for _ in texts]}
+        else:
+            out = {"object": "list", "model": body.get("model"),
+                   "data": [{"object": "embedding", "index": i, "embedding": [1.0, 2.0, 3.0, 4.0]} for i in range(len(texts))]}
+        data = json.dumps(out).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+@contextlib.contextmanager
+def server(port=0):
+    s = ThreadingHTTPServer(("127.0.0.1", port), Recorder)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    try:
+        yield s
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.fixture
+def app_role(cluster):
+    with cluster.connect() as admin:
+        admin.execute("DROP ROLE IF EXISTS key_thief")
+        admin.execute("CREATE ROLE key_thief LOGIN")
+        admin.execute("GRANT USAGE ON SCHEMA rag TO key_thief")
+    base = cluster.url.rsplit("@", 1)[1]
+    yield f"postgresql://key_thief@{base}"
+    with cluster.connect() as admin:
+        admin.execute("DROP OWNED BY key_thief")
+        admin.execute("DROP ROLE IF EXISTS key_thief")
+
+
+def test_a_key_goes_only_to_its_configured_url(cluster, db, app_role, tmp_path):
+    key_file = ROOT / ".stack" / "e2e-api-key"
+    key_file.write_text(KEY + "\n")
+    os.chown(key_file, pwd.getpwnam("ragbench").pw_uid, -1)
+    os.chmod(key_file, 0o600)
+    Recorder.seen = {}
+    try:
+        # the issue's listener: Ollama's default port on this machine, where a key must never arrive
+        with server() as good, server(11434) as thief:
+            good_url = f"http://127.0.0.1:{good.server_port}/?token=url-secret"
+            db.execute(f"ALTER SYSTEM SET rag.embedding_url = '{good_url}'")
+            db.execute(f"ALTER SYSTEM SET rag.embedding_api_key_file = '{key_file}'")
+            db.execute("ALTER SYSTEM SET rag.embedding_provider = 'openai'")
+            db.execute("ALTER SYSTEM SET rag.llm_url = 'http://127.0.0.1:%d'" % good.server_port)
+            db.execute(f"ALTER SYSTEM SET rag.llm_api_key_file = '{key_file}'")
+            db.execute("SELECT pg_reload_conf()")
+            with psycopg.connect(app_role, autocommit=True) as app:
+                for provider in ("openai", "ollama", "builtin", "OpenAI", ""):
+                    for model in ("", "text-embedding-3-small", "nomic-embed-text", "all-MiniLM-L6-v2"):
+                        app.execute(f"SET rag.embedding_provider = '{provider}'")
+                        app.execute(f"SET rag.embedding_model = '{model}'")
+                        try:
+                            app.execute("SELECT rag.embed('where does my key go?')")
+                        except psycopg.Error as e:
+                            assert KEY not in str(e) and "url-secret" not in str(e) and str(key_file) not in str(e)
+                # the URL, the key file and the caps cannot be set or read by an ordinary role
+                for setting in ("rag.embedding_url", "rag.embedding_api_key_file", "rag.llm_url",
+                                "rag.llm_api_key_file", "rag.max_http_timeout_ms", "rag.max_http_retries"):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        app.execute(f"SET {setting} = 'http://127.0.0.1:11434'")
+                for setting in ("rag.embedding_url", "rag.embedding_api_key_file", "rag.llm_api_key_file"):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        app.execute(f"SHOW {setting}")
+                rows = app.execute("SELECT name, setting FROM pg_settings WHERE name LIKE 'rag.%'").fetchall()
+                assert all(KEY not in (v or "") for _, v in rows)
+            # the key reached the configured server and no other
+            assert Recorder.seen.get(11434, []) == []
+            assert Recorder.seen.get(good.server_port) and set(Recorder.seen[good.server_port]) == {f"Bearer {KEY}"}
+    finally:
+        for g in ("embedding_url", "embedding_api_key_file", "embedding_provider", "llm_url", "llm_api_key_file"):
+            db.execute(f"ALTER SYSTEM RESET rag.{g}")
+        db.execute("SELECT pg_reload_conf()")
+        key_file.unlink(missing_ok=True)
+    log = Path(cluster.env["PGDATA"] + ".log").read_text(errors="replace")
+    assert KEY not in log
+
+
+def test_a_key_file_without_its_url_sends_nothing(cluster, db):
+    key_file = ROOT / ".stack" / "e2e-api-key-2"
+    key_file.write_text(KEY)
+    os.chown(key_file, pwd.getpwnam("ragbench").pw_uid, -1)
+    try:
+        db.execute(f"SET rag.embedding_api_key_file = '{key_file}'")
+        db.execute("SET rag.embedding_provider = 'ollama'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+            db.execute("SELECT rag.embed('x')")
+        assert "rag.embedding_url is not" in str(e.value) and KEY not in str(e.value)
+    finally:
+        db.execute("RESET rag.embedding_api_key_file")
+        db.execute("RESET rag.embedding_provider")
+        key_file.unlink(missing_ok=True)
+
+
+def test_errors_do_not_show_the_urls_query_string(cluster, db):
+    # nothing listens on port 9: the error names the provider and the URL without its query
+    db.execute("SET rag.embedding_provider = 'openai'")
+    db.execute("SET rag.embedding_url = 'http://user:pw@127.0.0.1:9/v?token=url-secret'")
+    db.execute("SET rag.embedding_max_retries = 0")
+    try:
+        with pytest.raises(psycopg.Error) as e:
+            db.execute("SELECT rag.embed('x')")
+        text = str(e.value)
+        assert "openai" in text and "url-secret" not in text and "pw@" not in text
+    finally:
+        for g in ("embedding_provider", "embedding_url", "embedding_max_retries"):
+            db.execute(f"RESET rag.{g}")
+
+
+def test_timeouts_and_retries_are_capped_for_everyone(cluster, db):
+    import socket
+    import time
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # accepts and never answers
+    try:
+        assert db.execute("SHOW rag.max_http_timeout_ms").fetchone()[0] == "5min"
+        assert db.execute("SHOW rag.max_http_retries").fetchone()[0] == "5"
+        db.execute("SET rag.max_http_timeout_ms = 1000")  # what an administrator allows
+        db.execute("SET rag.max_http_retries = 0")
+        db.execute("SET rag.embedding_provider = 'ollama'")
+        db.execute(f"SET rag.embedding_url = 'http://127.0.0.1:{silent.getsockname()[1]}'")
+        db.execute("SET rag.embedding_timeout_ms = 600000")  # what a session asks for
+        db.execute("SET rag.embedding_max_retries = 100")
+        t0 = time.time()
+        with pytest.raises(psycopg.Error) as e:
+            db.execute("SELECT rag.embed('x')")
+        assert time.time() - t0 < 5, "the cap did not apply"
+        assert "timed out after 1.0 s" in str(e.value)
+    finally:
+        for g in ("max_http_timeout_ms", "max_http_retries", "embedding_provider", "embedding_url",
+                  "embedding_timeout_ms", "embedding_max_retries"):
+            db.execute(f"RESET rag.{g}")
+        silent.close()

@@ -119,8 +119,8 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
 }
 
 /// Claim up to `rag.worker_batch_size` messages and process them together, committing after each
-/// step: claim; parse and chunk every file; embed in full batches across files (progress and a
-/// visibility-timeout heartbeat committed after each batch); store every document in one transaction.
+/// step: claim; parse and chunk every file; embed in full batches across files (the claims renewed before
+/// each batch and before the store, progress committed after each batch); store every document in one transaction.
 /// A file that fails fails alone (subtransactions); an embedding batch the provider refuses is
 /// retried file by file, so that only the file it refuses fails. False when the queue is empty.
 fn process_group() -> bool {
@@ -145,8 +145,6 @@ fn process_group() -> bool {
             .unzip()
     });
     let t_chunk = t0.elapsed();
-    // Parsing may have taken a while: renew the claims before the embedding starts.
-    in_transaction(|| task::heartbeat(&claims.iter().map(|c| c.msg_id).collect::<Vec<_>>()));
     // Embed in batches that span files.
     let counts: Vec<usize> = docs.iter().map(|d| d.chunks.len()).collect();
     let size = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
@@ -157,10 +155,8 @@ fn process_group() -> bool {
         if spans.is_empty() {
             continue;
         }
-        in_transaction(|| {
-            let live: Vec<i64> = claims.iter().zip(&failed).filter(|(_, f)| !**f).map(|(c, _)| c.msg_id).collect();
-            task::heartbeat(&live);
-        });
+        // Renew the claims before every long step (the first renewal also covers the parsing time).
+        renew(&claims, &failed);
         in_transaction(|| {
             for (part, outcome) in embed_isolating(&mut docs, spans) {
                 match outcome {
@@ -180,8 +176,6 @@ fn process_group() -> bool {
                     }
                 }
             }
-            let live: Vec<i64> = claims.iter().zip(&failed).filter(|(_, f)| !**f).map(|(c, _)| c.msg_id).collect();
-            task::heartbeat(&live);
         });
         if crate::interrupts::stopping() {
             // Leave the messages to be delivered again after their visibility timeout.
@@ -189,6 +183,7 @@ fn process_group() -> bool {
         }
     }
     let t_embed = t0.elapsed();
+    renew(&claims, &failed);
     // Store, complete, archive: one transaction for the group, all chunks in one statement; if the
     // group is refused, file by file (one subtransaction each) so that only the bad file fails.
     in_transaction(|| {
@@ -212,6 +207,12 @@ fn process_group() -> bool {
         t_store - t_embed
     );
     true
+}
+
+/// Keep the messages of the files still in work invisible for another visibility timeout (committed).
+fn renew(claims: &[task::Claimed], failed: &[bool]) {
+    let live: Vec<i64> = claims.iter().zip(failed).filter(|(_, f)| !**f).map(|(c, _)| c.msg_id).collect();
+    in_transaction(|| task::heartbeat(&live));
 }
 
 /// Embed one batch in one provider call. If the provider refuses it and the batch holds chunks of

@@ -21,8 +21,8 @@ use pgrx::Uuid;
 const TABLE_ROWS: &str = "SELECT count(*) FROM rag.chunks";
 /// What the index holds (visible rows only: pg_search checks each hit against the heap).
 const INDEX_ROWS: &str = "SELECT count(*) FROM rag.chunks WHERE id @@@ paradedb.all()";
-const MISSING_ROWS: &str = "\
-SELECT id FROM (SELECT id FROM rag.chunks EXCEPT SELECT id FROM rag.chunks WHERE id @@@ paradedb.all()) m LIMIT $1";
+const MISSING_ROWS: &str = "SELECT id FROM (SELECT id FROM rag.chunks EXCEPT SELECT id FROM rag.chunks WHERE id @@@ paradedb.all()) m LIMIT $1";
+const MISSING_COUNT: &str = "SELECT count(*) FROM (SELECT id FROM rag.chunks EXCEPT SELECT id FROM rag.chunks WHERE id @@@ paradedb.all()) m";
 /// Same ids, same values, new row versions: every index of the table gets them again.
 const REINSERT: &str = "\
 WITH gone AS (DELETE FROM rag.chunks WHERE id = ANY($1) RETURNING *) INSERT INTO rag.chunks SELECT * FROM gone";
@@ -53,8 +53,8 @@ pub fn check(repair: bool) -> Health {
     let chunks = count(TABLE_ROWS);
     let probe = subxact::run(|| {
         let indexed = count(INDEX_ROWS);
-        let missing: Vec<Uuid> = if indexed < chunks { missing_ids(i64::MAX) } else { Vec::new() };
-        (indexed, missing.len() as i64)
+        let missing = if indexed < chunks { count(MISSING_COUNT) } else { 0 };
+        (indexed, missing)
     });
     match probe {
         Ok((indexed, 0)) => Health { status: "ok", chunks, indexed: Some(indexed), missing: 0, repaired: 0, detail: String::new() },

@@ -28,6 +28,7 @@ pub static HNSW_EF_CONSTRUCTION: GucSetting<i32> = GucSetting::<i32>::new(64);
 pub static HNSW_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 pub static WORKER_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static WORKER_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"rag_worker"));
 pub static WORKERS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static WORKER_POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static WORKER_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10);
@@ -246,6 +247,16 @@ pub fn register() {
         c"A worker waits without error until CREATE EXTENSION ragbench has run in its database.",
         &WORKER_DATABASES,
         GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.worker_role",
+        c"Role the ingestion worker acts as while it processes files (default rag_worker, created by the extension).",
+        c"The worker connects as the bootstrap superuser only to wait for the extension and to repair the BM25 \
+          index after a crash (REINDEX needs the table's owner); it reads the queue and writes documents as this \
+          role, on behalf of each file's uploader. Empty: stay the bootstrap superuser.",
+        &WORKER_ROLE,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

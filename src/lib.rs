@@ -8,8 +8,10 @@
 //! - `search`   BM25 (pg_search), vectors (pgvector), and their RRF fusion
 //! - `queue`    pgmq ingestion queue, the background worker, batch progress
 //! - `chat`     rag.ask: grounded answers in a chat session (sessions themselves are sql/chat.sql)
+//! - `tenant`   rag.set_tenant / rag.current_tenant: the tenant of a transaction, for row-level security
 //!
-//! The schema is `sql/schema.sql`; upgrades are `sql/ragbench--<from>--<to>.sql`.
+//! The schema is `sql/schema.sql`; upgrades are `sql/ragbench--<from>--<to>.sql`. Roles, owners, tenants
+//! and privileges are `sql/ragbench--0.3.0--0.4.0.sql`, which a fresh install runs last as well.
 
 use pgrx::prelude::*;
 
@@ -22,15 +24,20 @@ pub mod interrupts;
 pub mod queue;
 pub mod search;
 mod secrets;
+pub mod tenant;
 
 ::pgrx::pg_module_magic!();
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/chat.sql", name = "chat", requires = ["schema"]);
+// Roles, owners, tenants, row-level security and privileges: the 0.4.0 upgrade, run last by a fresh
+// install too, so that both paths make the same objects with the same statements.
+extension_sql_file!("../sql/ragbench--0.3.0--0.4.0.sql", name = "security", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::register();
+    tenant::register();
     // SAFETY: reading a postmaster global during library load.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         queue::worker::register();

@@ -28,6 +28,10 @@ pub struct PreparedDocument {
     pub chunks: Vec<PreparedChunk>,
     pub model: String,
     pub dimensions: usize,
+    /// Whose document this is: None for the caller (synchronous ingest), the uploader's role and tenant
+    /// for a queued file (the worker writes on the uploader's behalf).
+    pub owner: Option<String>,
+    pub tenant: Option<String>,
 }
 
 pub struct PreparedChunk {
@@ -185,6 +189,8 @@ pub fn chunk_text(
         chunks,
         model: embedder.model_id().to_string(),
         dimensions: embedder.dimensions().unwrap_or(0),
+        owner: None,
+        tenant: None,
     }
 }
 
@@ -262,7 +268,7 @@ fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonB, "'{
     check_arguments(file_name, content.len(), &metadata.0);
     let hash = content_hash(content.as_bytes());
     store::lock_hash(&hash);
-    if let Some(existing) = store::find_by_hash(&hash) {
+    if let Some(existing) = store::find_by_hash(&hash, None, None) {
         return existing;
     }
     let doc = prepare_text(file_name, content, content.len(), hash, metadata.0);

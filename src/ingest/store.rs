@@ -7,32 +7,32 @@ use crate::guc;
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid};
 
-const FIND_BY_HASH: &str = "SELECT id FROM rag.document_files WHERE file_hash = $1";
+/// Deduplication is per owner and tenant: NULL owner/tenant mean the caller's (the worker passes the uploader's).
+const FIND_BY_HASH: &str = "\
+SELECT id FROM rag.document_files
+WHERE file_hash = $1 AND owner = coalesce($2, current_user) AND tenant = coalesce($3, rag.current_tenant())";
 
 const INSERT_DOCUMENT: &str = "\
-INSERT INTO rag.document_files (file_name, file_type, title, file_size_bytes, file_hash, metadata)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+INSERT INTO rag.document_files (file_name, file_type, title, file_size_bytes, file_hash, metadata, owner, tenant)
+VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, current_user), coalesce($8, rag.current_tenant())) RETURNING id";
 
-/// One statement for all chunks of any number of documents: parallel arrays, unnested.
+/// One statement for all chunks of any number of documents: parallel arrays, unnested. Each chunk
+/// belongs to its document's owner and tenant.
 const INSERT_CHUNKS: &str = "\
 INSERT INTO rag.chunks (document_id, chunk_index, content, content_with_context, token_count,
-                        embedding, embedding_model, metadata)
-SELECT u.doc, u.idx, u.content, u.ctx, u.tokens, u.emb::vector, u.model, u.meta
+                        embedding, embedding_model, metadata, owner, tenant)
+SELECT u.doc, u.idx, u.content, u.ctx, u.tokens, u.emb::vector, u.model, u.meta, d.owner, d.tenant
 FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
-     AS u(doc, idx, content, ctx, tokens, emb, model, meta)";
+     AS u(doc, idx, content, ctx, tokens, emb, model, meta)
+JOIN rag.document_files d ON d.id = u.doc";
 
 const DELETE_DOCUMENT: &str = "DELETE FROM rag.document_files WHERE id = $1 RETURNING id";
 
 const MODEL_DIMENSIONS: &str = "SELECT dimensions FROM rag.embedding_models WHERE model = $1";
 
-const REGISTER_MODEL: &str = "\
-INSERT INTO rag.embedding_models (model, dimensions, index_name) VALUES ($1, $2, $3)
-ON CONFLICT (model) DO NOTHING";
-
-/// DDL of a model's HNSW index, built by Postgres' format() so the model name is quoted as a literal.
-const HNSW_DDL: &str = "\
-SELECT format('CREATE INDEX IF NOT EXISTS %I ON rag.chunks USING hnsw ((embedding::vector(%s)) vector_cosine_ops) \
-WITH (m = %s, ef_construction = %s) WHERE embedding_model = %L', $1::text, $2::int, $3::int, $4::int, $5::text)";
+/// Registers the model and builds its partial HNSW index: SECURITY DEFINER (CREATE INDEX needs the
+/// table's owner; writers are not), defined in sql/ragbench--0.3.0--0.4.0.sql.
+const REGISTER_MODEL: &str = "SELECT rag._register_model($1, $2, $3, $4)";
 
 /// Serialise concurrent ingests of the same content (transaction-scoped advisory lock on its hash).
 pub fn lock_hash(hash: &str) {
@@ -40,8 +40,9 @@ pub fn lock_hash(hash: &str) {
         .or_raise("locking the document hash");
 }
 
-pub fn find_by_hash(hash: &str) -> Option<Uuid> {
-    Spi::get_one_with_args::<Uuid>(FIND_BY_HASH, &[hash.into()]).no_row_is_none().or_raise("looking up a document by hash")
+/// The document with these bytes of `owner`/`tenant` (None: the caller's).
+pub fn find_by_hash(hash: &str, owner: Option<&str>, tenant: Option<&str>) -> Option<Uuid> {
+    Spi::get_one_with_args::<Uuid>(FIND_BY_HASH, &[hash.into(), owner.into(), tenant.into()]).no_row_is_none().or_raise("looking up a document by hash")
 }
 
 /// Insert a prepared document and its chunks; returns the new document id.
@@ -62,6 +63,8 @@ pub fn insert_document_row(doc: &PreparedDocument) -> Uuid {
             doc.size_bytes.into(),
             doc.hash.as_str().into(),
             JsonB(doc.metadata.clone()).into(),
+            doc.owner.as_deref().into(),
+            doc.tenant.as_deref().into(),
         ],
     )
     .or_raise("inserting the document")
@@ -174,33 +177,11 @@ pub fn ensure_model_index(model: &str, dimensions: usize) {
         ),
         None => {}
     }
-    let index_name = index_name_for(model);
-    Spi::run_with_args(REGISTER_MODEL, &[model.into(), (dimensions as i32).into(), index_name.as_str().into()])
-        .or_raise("registering the embedding model");
-    let ddl = Spi::get_one_with_args::<String>(
-        HNSW_DDL,
-        &[
-            index_name.as_str().into(),
-            (dimensions as i32).into(),
-            guc::HNSW_M.get().into(),
-            guc::HNSW_EF_CONSTRUCTION.get().into(),
-            model.into(),
-        ],
+    Spi::run_with_args(
+        REGISTER_MODEL,
+        &[model.into(), (dimensions as i32).into(), guc::HNSW_M.get().into(), guc::HNSW_EF_CONSTRUCTION.get().into()],
     )
-    .or_raise("building the vector index DDL")
-    .unwrap_or_default();
-    Spi::run(&ddl).or_raise("creating the vector index");
-}
-
-/// `chunks_hnsw_<slug>_<hash>`: readable, unique per model, within NAMEDATALEN.
-fn index_name_for(model: &str) -> String {
-    let slug: String = model
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
-        .take(32)
-        .collect();
-    let hash = super::content_hash(model.as_bytes());
-    format!("chunks_hnsw_{slug}_{}", &hash[..8])
+    .or_raise("registering the embedding model and creating its vector index");
 }
 
 /// Chunks whose vector is missing or was made by another model than `$1`, oldest documents first.

@@ -19,10 +19,9 @@ INSERT INTO rag.job_tasks (batch_id, file_name, content, file_size_bytes, metada
 SELECT $1, f.name, f.content, octet_length(f.content), $4
 FROM unnest($2::text[], $3::bytea[]) AS f(name, content)";
 
-/// One pgmq message per task of the batch (the correlated subquery runs once per row).
-const SEND_MESSAGES: &str = "\
-UPDATE rag.job_tasks t SET msg_id = (SELECT pgmq.send($2, jsonb_build_object('task_id', t.id)))
-WHERE t.batch_id = $1 AND t.status = 'pending'";
+/// One pgmq message per new task of the batch: SECURITY DEFINER (writers have no right on the queue),
+/// defined in sql/ragbench--0.3.0--0.4.0.sql.
+const SEND_MESSAGES: &str = "SELECT rag._enqueue_batch($1)";
 
 const RETRY_FAILED: &str = "\
 UPDATE rag.job_tasks t
@@ -59,7 +58,7 @@ fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, met
     if !names.is_empty() {
         Spi::run_with_args(INSERT_TASKS, &[batch.into(), names.into(), contents.into(), metadata.into()])
             .or_raise("recording the files");
-        Spi::run_with_args(SEND_MESSAGES, &[batch.into(), task::QUEUE.into()]).or_raise("queueing the files");
+        Spi::run_with_args(SEND_MESSAGES, &[batch.into()]).or_raise("queueing the files");
     }
     batch
 }
@@ -119,7 +118,7 @@ fn retry_failed(batch_id: Uuid) -> i64 {
 fn ingest_document_bytes(file_name: &str, content: &[u8], metadata: default!(JsonB, "'{}'")) -> Uuid {
     let hash = ingest::content_hash(content);
     store::lock_hash(&hash);
-    if let Some(existing) = store::find_by_hash(&hash) {
+    if let Some(existing) = store::find_by_hash(&hash, None, None) {
         return existing;
     }
     let mut doc = task::prepare_file(file_name, content, metadata.0);

@@ -29,7 +29,7 @@ const START_TASK: &str = "\
 UPDATE rag.job_tasks SET status = 'processing', attempts = attempts + 1, claim_token = gen_random_uuid(),
        updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'processing')
-RETURNING batch_id, file_name, content, metadata, attempts, claim_token";
+RETURNING batch_id, file_name, content, metadata, attempts, claim_token, owner, tenant";
 
 /// Give up on a task whose processing died `rag.max_attempts` times (no content read, no work done).
 const GIVE_UP_DEAD: &str = "\
@@ -71,7 +71,9 @@ const ARCHIVE: &str = "SELECT pgmq.archive($1, $2)";
 const RETRY_LATER: &str = "SELECT 1 FROM pgmq.set_vt($1, $2, $3)";
 const RETRY_LATER_MANY: &str = "SELECT count(*) FROM pgmq.set_vt($1, $2::bigint[], $3)";
 const TOUCH_BATCH: &str = "UPDATE rag.job_batches SET updated_at = now() WHERE id = $1";
-const NOTIFY: &str = "SELECT pg_notify('rag_progress', $1)";
+/// One channel per batch, `rag_progress_<batch id without dashes>` (rag.progress_channel): LISTEN has no
+/// privileges in PostgreSQL, so only those who know the batch id can follow it.
+const NOTIFY: &str = "SELECT pg_notify('rag_progress_' || replace($1::text, '-', ''), $2)";
 
 /// A claimed message and its task. `token` identifies this claim: only it may complete or fail the task.
 pub struct Claimed {
@@ -83,6 +85,9 @@ pub struct Claimed {
     pub content: Vec<u8>,
     pub metadata: serde_json::Value,
     pub attempts: i32,
+    /// The uploader's role and tenant: the document is written as theirs.
+    pub owner: String,
+    pub tenant: String,
 }
 
 /// Read the next visible message and start its task. `None`: the queue is empty.
@@ -209,14 +214,16 @@ fn start(msg_id: i64, task_id: Uuid) -> Option<Claimed> {
             r.get::<JsonB>(4)?.map(|j| j.0).unwrap_or_else(|| serde_json::json!({})),
             r.get::<i32>(5)?.unwrap_or(1),
             r.get::<Uuid>(6)?,
+            r.get::<String>(7)?.unwrap_or_default(),
+            r.get::<String>(8)?.unwrap_or_default(),
         )))
     })
     .or_raise("starting an ingestion task");
-    let (Some(batch_id), file_name, content, metadata, attempts, Some(token)) = started? else {
+    let (Some(batch_id), file_name, content, metadata, attempts, Some(token), owner, tenant) = started? else {
         return None;
     };
     notify(batch_id, task_id, "processing");
-    Some(Claimed { msg_id, task_id, token, batch_id, file_name, content, metadata, attempts })
+    Some(Claimed { msg_id, task_id, token, batch_id, file_name, content, metadata, attempts, owner, tenant })
 }
 
 /// Whether `c` is still the task's current claim, locking the task row until the transaction ends (so
@@ -245,7 +252,9 @@ pub fn record_done(c: &Claimed, done: usize) {
 /// Parse and chunk the claimed file; records total_chunks. Raises on bad input.
 pub fn chunk(c: &Claimed) -> PreparedDocument {
     super::crash_test::maybe_abort(&c.file_name);
-    let doc = prepare_file(&c.file_name, &c.content, c.metadata.clone());
+    let mut doc = prepare_file(&c.file_name, &c.content, c.metadata.clone());
+    doc.owner = Some(c.owner.clone());
+    doc.tenant = Some(c.tenant.clone());
     Spi::run_with_args(SET_TOTAL, &[c.task_id.into(), (doc.chunks.len() as i32).into(), c.token.into()])
         .or_raise("recording progress");
     doc
@@ -274,7 +283,7 @@ pub fn finish_group(items: &[(&Claimed, &PreparedDocument)]) -> Vec<Option<Uuid>
     let mut ids = Vec::with_capacity(items.len());
     for (_, doc) in &items {
         store::lock_hash(&doc.hash);
-        let id = match store::find_by_hash(&doc.hash) {
+        let id = match store::find_by_hash(&doc.hash, doc.owner.as_deref(), doc.tenant.as_deref()) {
             Some(existing) => existing,
             None => {
                 let id = store::insert_document_row(doc);
@@ -334,7 +343,7 @@ fn archive(msg_id: i64) {
 
 fn notify(batch_id: Uuid, task_id: Uuid, status: &str) {
     let payload = serde_json::json!({"batch_id": batch_id.to_string(), "task_id": task_id.to_string(), "status": status});
-    Spi::run_with_args(NOTIFY, &[payload.to_string().as_str().into()]).or_raise("notifying rag_progress");
+    Spi::run_with_args(NOTIFY, &[batch_id.into(), payload.to_string().as_str().into()]).or_raise("notifying the batch's progress channel");
 }
 
 /// Detect the format of a file's bytes, extract its text and chunk it (no embedding yet).

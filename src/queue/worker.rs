@@ -8,6 +8,7 @@
 //! database also removes expired temporary chat sessions once a minute.
 
 use super::{subxact, task};
+use crate::errors::SpiOk;
 use crate::guc;
 use crate::ingest;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
@@ -50,6 +51,51 @@ fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
     BackgroundWorker::transaction(AssertUnwindSafe(f))
 }
 
+/// A transaction in which the worker acts as `rag.worker_role` (SET LOCAL ROLE: undone at its end).
+fn as_worker<R>(f: impl FnOnce() -> R) -> R {
+    in_transaction(|| {
+        if let Some(role) = worker_role() {
+            Spi::run_with_args("SELECT set_config('role', $1, true)", &[role.as_str().into()]).or_raise("switching to rag.worker_role");
+        }
+        f()
+    })
+}
+
+fn worker_role() -> Option<String> {
+    guc::string(&guc::WORKER_ROLE).map(|r| r.trim().to_string()).filter(|r| !r.is_empty())
+}
+
+/// Whether the extension exists and the worker's role too (checked as the connected superuser).
+fn ready_to_work(said_missing_role: &mut bool) -> bool {
+    let role = worker_role();
+    let (extension, role_ok) = in_transaction(|| {
+        let ext = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')")
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+        let role_ok = match &role {
+            None => true,
+            Some(r) => Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[r.as_str().into()])
+                .ok()
+                .flatten()
+                .unwrap_or(false),
+        };
+        (ext, role_ok)
+    });
+    if extension && !role_ok {
+        if !*said_missing_role {
+            warning!(
+                "ragbench worker: rag.worker_role \"{}\" does not exist; no file is processed until it does",
+                role.unwrap_or_default()
+            );
+            *said_missing_role = true;
+        }
+        return false;
+    }
+    *said_missing_role = false;
+    extension
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
@@ -64,6 +110,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
     log!("ragbench worker started for database \"{db}\"");
 
     let mut said_waiting = false;
+    let mut said_missing_role = false;
     // Check the BM25 index once at start (a crash restarts every worker) and after each reload.
     let mut check_bm25 = true;
     let mut last_cleanup = std::time::Instant::now() - Duration::from_secs(3600);
@@ -76,12 +123,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             check_bm25 = true;
         }
-        let ready = in_transaction(|| {
-            Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')")
-                .ok()
-                .flatten()
-                .unwrap_or(false)
-        });
+        let ready = ready_to_work(&mut said_missing_role);
         let mut handled = 0;
         if ready {
             said_waiting = false;
@@ -98,7 +140,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
             }
             if slot % per_db == 0 && last_cleanup.elapsed() >= Duration::from_secs(60) {
                 last_cleanup = std::time::Instant::now();
-                in_transaction(|| Spi::run("SELECT rag.cleanup_temporary_sessions()").ok());
+                as_worker(|| Spi::run("SELECT rag.cleanup_temporary_sessions()").ok());
             }
             if !crate::interrupts::stopping() && process_group() {
                 handled += 1;
@@ -126,13 +168,13 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
 fn process_group() -> bool {
     let want = guc::WORKER_BATCH_SIZE.get().max(1);
     let t0 = std::time::Instant::now();
-    let (read, claimed) = in_transaction(|| task::claim_up_to(want));
+    let (read, claimed) = as_worker(|| task::claim_up_to(want));
     if read == 0 {
         return false;
     }
     let t_claim = t0.elapsed();
     // Parse and chunk (records total_chunks); a bad file fails its own task.
-    let (claims, mut docs): (Vec<task::Claimed>, Vec<ingest::PreparedDocument>) = in_transaction(|| {
+    let (claims, mut docs): (Vec<task::Claimed>, Vec<ingest::PreparedDocument>) = as_worker(|| {
         claimed
             .into_iter()
             .filter_map(|c| match subxact::run(|| task::chunk(&c)) {
@@ -157,7 +199,7 @@ fn process_group() -> bool {
         }
         // Renew the claims before every long step (the first renewal also covers the parsing time).
         renew(&claims, &failed);
-        in_transaction(|| {
+        as_worker(|| {
             for (part, outcome) in embed_isolating(&mut docs, spans) {
                 match outcome {
                     Ok(()) => {
@@ -186,7 +228,7 @@ fn process_group() -> bool {
     renew(&claims, &failed);
     // Store, complete, archive: one transaction for the group, all chunks in one statement; if the
     // group is refused, file by file (one subtransaction each) so that only the bad file fails.
-    in_transaction(|| {
+    as_worker(|| {
         let items: Vec<(&task::Claimed, &ingest::PreparedDocument)> =
             claims.iter().zip(&docs).zip(&failed).filter(|(_, f)| !**f).map(|((c, d), _)| (c, d)).collect();
         if subxact::run(|| task::finish_group(&items)).is_err() {
@@ -212,7 +254,7 @@ fn process_group() -> bool {
 /// Keep the messages of the files still in work invisible for another visibility timeout (committed).
 fn renew(claims: &[task::Claimed], failed: &[bool]) {
     let live: Vec<i64> = claims.iter().zip(failed).filter(|(_, f)| !**f).map(|(c, _)| c.msg_id).collect();
-    in_transaction(|| task::heartbeat(&live));
+    as_worker(|| task::heartbeat(&live));
 }
 
 /// Embed one batch in one provider call. If the provider refuses it and the batch holds chunks of

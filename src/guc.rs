@@ -46,6 +46,9 @@ pub static LLM_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>:
 pub static LLM_API_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static MAX_HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
 pub static MAX_HTTP_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static MAX_EMBEDDING_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(256);
+pub static ALLOWED_EMBEDDING_MODELS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static ALLOWED_LLM_MODELS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static LLM_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(120_000);
 pub static LLM_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static CHAT_TOKEN_BUDGET: GucSetting<i32> = GucSetting::<i32>::new(3000);
@@ -378,6 +381,33 @@ pub fn register() {
         &MAX_HTTP_RETRIES,
         0,
         100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.max_embedding_batch_size",
+        c"Cap on rag.embedding_batch_size, whoever sets it (superuser only).",
+        c"",
+        &MAX_EMBEDDING_BATCH_SIZE,
+        1,
+        4096,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.allowed_embedding_models",
+        c"Comma-separated provider/model pairs sessions may embed with, e.g. 'builtin/all-MiniLM-L6-v2, ollama/*' (superuser only; empty: any).",
+        c"Checked whenever an embedder is chosen: a session that sets rag.embedding_provider or rag.embedding_model \
+          to a pair not listed gets a permission error.",
+        &ALLOWED_EMBEDDING_MODELS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.allowed_llm_models",
+        c"Comma-separated provider/model pairs rag.ask may generate with, e.g. 'openai/gpt-4o-mini' (superuser only; empty: any).",
+        c"Covers rag.llm_model and the llm_model of chat sessions; the extractive generator is always allowed.",
+        &ALLOWED_LLM_MODELS,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -7,6 +7,9 @@
 //! (a user setting) still talks to that URL, so it cannot send the key to a server of its choosing,
 //! and without a configured URL no key is sent at all. Errors never show the key, the file's path or
 //! the URL's credentials or query string.
+//!
+//! The administrator also caps what any session may ask for: timeouts, retries and batch sizes, and which
+//! provider/model pairs it may use (`rag.allowed_embedding_models`, `rag.allowed_llm_models`).
 
 use crate::{errors, guc};
 use pgrx::GucSetting;
@@ -50,4 +53,49 @@ pub fn capped_timeout_ms(requested: i32) -> u64 {
 /// A session's retry count, capped by `rag.max_http_retries`.
 pub fn capped_retries(requested: i32) -> u32 {
     requested.clamp(0, guc::MAX_HTTP_RETRIES.get().max(0)) as u32
+}
+
+/// A session's embedding batch size, capped by `rag.max_embedding_batch_size`.
+pub fn capped_batch_size() -> usize {
+    guc::EMBEDDING_BATCH_SIZE.get().clamp(1, guc::MAX_EMBEDDING_BATCH_SIZE.get().max(1)) as usize
+}
+
+/// Whether `provider/model` matches an entry of a comma-separated allow-list (`provider/model`,
+/// `provider/*`, or `*`). An empty list allows everything. Providers compare case-insensitively.
+pub fn model_allowed(list: &str, provider: &str, model: &str) -> bool {
+    let entries: Vec<&str> = list.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    entries.is_empty()
+        || entries.iter().any(|e| {
+            let (p, m) = e.split_once('/').unwrap_or((e, "*"));
+            (p == "*" || p.eq_ignore_ascii_case(provider)) && (m == "*" || m == model)
+        })
+}
+
+/// Refuse a provider/model pair that the allow-list setting `setting` does not contain (SQLSTATE 42501).
+pub fn require_allowed(list: &GucSetting<Option<CString>>, setting: &str, provider: &str, model: &str) {
+    let Some(allowed) = guc::string(list) else { return };
+    if !model_allowed(&allowed, provider, model) {
+        errors::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("model '{provider}/{model}' is not allowed by {setting}"),
+            format!("The administrator allows: {allowed}."),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_allowed;
+
+    #[test]
+    fn allow_lists_match_pairs_and_wildcards() {
+        assert!(model_allowed("", "ollama", "anything"));
+        assert!(model_allowed("builtin/all-MiniLM-L6-v2, ollama/*", "ollama", "nomic-embed-text"));
+        assert!(model_allowed("builtin/all-MiniLM-L6-v2", "builtin", "all-MiniLM-L6-v2"));
+        assert!(model_allowed("OpenAI/text-embedding-3-small", "openai", "text-embedding-3-small"));
+        assert!(!model_allowed("builtin/all-MiniLM-L6-v2", "openai", "text-embedding-3-small"));
+        assert!(!model_allowed("openai/text-embedding-3-small", "openai", "text-embedding-3-large"));
+        assert!(model_allowed("*", "x", "y"));
+        assert!(model_allowed("openai", "openai", "any"));
+    }
 }

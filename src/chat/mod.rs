@@ -78,6 +78,11 @@ fn chat_model(session_model: Option<String>) -> Option<Box<dyn ChatModel>> {
         temperature: 0.1,
         max_tokens: None,
     };
+    if provider != "extractive" {
+        let default_model = if provider == "ollama" { "llama3.2" } else { "gpt-4o-mini" };
+        let model = session_model.clone().or_else(|| guc::string(&guc::LLM_MODEL)).unwrap_or_else(|| default_model.to_string());
+        crate::secrets::require_allowed(&guc::ALLOWED_LLM_MODELS, "rag.allowed_llm_models", &provider, &model);
+    }
     let built: Result<Box<dyn ChatModel>, llm::ChatError> = match provider.as_str() {
         "extractive" => return None,
         "ollama" => llm::OllamaChat::new(cfg("http://127.0.0.1:11434", "llama3.2")).map(|m| Box::new(m) as Box<dyn ChatModel>),
@@ -124,8 +129,17 @@ fn ask(session_id: Uuid, question: &str, k: default!(i32, 5)) -> JsonB {
         errors::invalid(format!("k must be between 1 and 50, got {k}"), "5 sources usually suffice.");
     }
     Spi::run_with_args(ENSURE_SESSION, &[session_id.into()]).or_raise("creating the session");
-    let (search_type, session_model) = Spi::get_two_with_args::<String, String>(SESSION, &[session_id.into()])
-        .or_raise("reading the session");
+    // A session id that exists but is not the caller's (row-level security hides it) is refused like
+    // rag.chat_append refuses it, without saying whose it is.
+    let (search_type, session_model) = match Spi::get_two_with_args::<String, String>(SESSION, &[session_id.into()]) {
+        Ok(row) => row,
+        Err(pgrx::spi::SpiError::InvalidPosition) => errors::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("chat session {session_id} is not one of this role's sessions (in this tenant)"),
+            "Start a new session with another id.",
+        ),
+        Err(e) => Err::<(Option<String>, Option<String>), _>(e).or_raise("reading the session"),
+    };
     let search_type = search_type.unwrap_or_else(|| "hybrid".into());
     let history: Vec<prompt::Turn> = Spi::connect(|client| {
         let rows = client.select(HISTORY, None, &[session_id.into(), guc::CHAT_HISTORY_MESSAGES.get().into()])?;

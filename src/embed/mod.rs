@@ -57,7 +57,7 @@ impl Settings {
             ),
             timeout_ms: crate::secrets::capped_timeout_ms(guc::EMBEDDING_TIMEOUT_MS.get()) as i32,
             max_retries: crate::secrets::capped_retries(guc::EMBEDDING_MAX_RETRIES.get()) as i32,
-            batch_size: guc::EMBEDDING_BATCH_SIZE.get(),
+            batch_size: crate::secrets::capped_batch_size() as i32,
             model_dir: guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(default_model_dir),
         }
     }
@@ -76,6 +76,16 @@ impl Settings {
             self.batch_size,
             self.model_dir.display()
         )
+    }
+
+    /// The model this provider will use: the setting, or the provider's default.
+    fn effective_model(&self) -> &str {
+        match (&self.model, self.provider.as_str()) {
+            (Some(m), _) => m,
+            (None, "ollama") => "nomic-embed-text",
+            (None, "openai") => "text-embedding-3-small",
+            (None, _) => "all-MiniLM-L6-v2",
+        }
     }
 
     fn build(&self) -> Result<Arc<dyn Embedder>, EmbedError> {
@@ -120,6 +130,13 @@ impl Settings {
 /// The embedder configured for this session, built on first use and kept for the process lifetime.
 pub fn current() -> Arc<dyn Embedder> {
     let settings = Settings::read();
+    // Checked on every use, not only when an embedder is built: the list may change on reload.
+    crate::secrets::require_allowed(
+        &guc::ALLOWED_EMBEDDING_MODELS,
+        "rag.allowed_embedding_models",
+        &settings.provider,
+        settings.effective_model(),
+    );
     let key = settings.key();
     let mut slot = CURRENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((k, e)) = slot.as_ref() {
@@ -184,7 +201,7 @@ fn embed_arrays(
         })
         .collect();
     let embedder = current();
-    let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
+    let batch = crate::secrets::capped_batch_size();
     let mut rows = Vec::with_capacity(texts.len());
     for group in texts.chunks(batch) {
         crate::interrupts::check();

@@ -231,7 +231,7 @@ pub fn embed_range(doc: &mut PreparedDocument, range: std::ops::Range<usize>) ->
 
 /// Batches of `rag.embedding_batch_size` chunks of one document, as index ranges.
 pub fn embedding_batches(doc: &PreparedDocument) -> Vec<std::ops::Range<usize>> {
-    let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
+    let batch = crate::secrets::capped_batch_size();
     plan_batches(&[doc.chunks.len()], batch).into_iter().flatten().map(|s| s.range).collect()
 }
 

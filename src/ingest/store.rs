@@ -200,7 +200,7 @@ WHERE c.id = u.id";
 pub fn reembed_stale(limit: i64) -> i64 {
     let embedder = crate::embed::current();
     let model = embedder.model_id().to_string();
-    let batch = guc::EMBEDDING_BATCH_SIZE.get().max(1) as i64;
+    let batch = crate::secrets::capped_batch_size() as i64;
     let mut done = 0i64;
     while done < limit {
         let take = batch.min(limit - done);

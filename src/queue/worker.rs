@@ -189,7 +189,7 @@ fn process_group() -> bool {
     let t_chunk = t0.elapsed();
     // Embed in batches that span files.
     let counts: Vec<usize> = docs.iter().map(|d| d.chunks.len()).collect();
-    let size = guc::EMBEDDING_BATCH_SIZE.get().max(1) as usize;
+    let size = crate::secrets::capped_batch_size();
     let mut done = vec![0usize; docs.len()];
     let mut failed = vec![false; docs.len()];
     for batch in ingest::plan_batches(&counts, size) {

@@ -28,7 +28,7 @@ pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
     if query.trim().is_empty() {
         return Vec::new();
     }
-    let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get(), false);
+    let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
     Spi::connect(|client| {
         let table = client.select(BM25_SEARCH, None, &[query.into(), (k as i64).into()])?;
         table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, _>>()

@@ -113,7 +113,7 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
     };
     let sql = statement(BM25_LEG);
     let filter = p.filter.clone().unwrap_or_else(|| serde_json::json!({}));
-    let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(p.candidates), p.filter.is_some());
+    let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(p.candidates));
     let run = |sql: &str, bm25_limit: i32| {
         Spi::connect(|client| {
             let table = client.select(

@@ -27,7 +27,7 @@ pub fn vector_rows(query: &str, k: i32) -> Vec<SearchRow> {
         return Vec::new();
     };
     let sql = VECTOR_SEARCH.replace("{D}", &dims.to_string());
-    let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(k), false);
+    let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(k));
     // The vector leg never needs pg_search: with its planner hook off, a damaged BM25 index (see
     // verify.rs) cannot fail vector searches too.
     _plan.set(c"paradedb.enable_custom_scan", "off");

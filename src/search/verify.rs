@@ -49,7 +49,7 @@ fn count(sql: &str) -> i64 {
 /// Check the BM25 index against the table; with `repair`, re-index missing rows or rebuild a damaged
 /// index. Runs in the caller's transaction (cancel and timeouts end it as usual).
 pub fn check(repair: bool) -> Health {
-    let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get(), false);
+    let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
     let chunks = count(TABLE_ROWS);
     let probe = subxact::run(|| {
         let indexed = count(INDEX_ROWS);

@@ -1,6 +1,9 @@
 """End-to-end fixtures: a real cluster (scripts/cluster.sh) with `shared_preload_libraries =
 'ragbench, pg_search'`, the extension created with CASCADE (vector, pg_search, pgmq). Started once per
-test session, stopped at the end."""
+test session, stopped at the end.
+
+Tests that act as an application connect as ordinary LOGIN roles that are granted one of the extension's
+group roles and nothing else (APP_ROLES); the superuser only configures the server and inspects it."""
 import os
 import subprocess
 import uuid
@@ -11,6 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = Path("/usr/share/doc/postgresql-doc-15/html")
+
+# LOGIN role -> the one group role it is granted. app_reader also reads what app_writer ingests (role
+# membership without inherited rights or SET ROLE: the documented way to share a corpus).
+APP_ROLES = {"app_reader": "rag_reader", "app_writer": "rag_writer", "app_admin": "rag_admin"}
 
 
 class Cluster:
@@ -30,22 +37,45 @@ class Cluster:
         subprocess.run(["bash", str(ROOT / "scripts" / "cluster.sh"), *args], check=True, env=env)
 
     def connect(self, **kw):
+        """The superuser: server configuration and inspection."""
         return psycopg.connect(self.url, autocommit=True, **kw)
+
+    def url_as(self, role):
+        return self.url.replace("postgresql://ragbench@", f"postgresql://{role}@", 1)
+
+    def connect_as(self, role, **kw):
+        return psycopg.connect(self.url_as(role), autocommit=True, **kw)
+
+    def create_app_roles(self):
+        with self.connect() as su:
+            for role, group in APP_ROLES.items():
+                if not su.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    su.execute(f"CREATE ROLE {role} LOGIN")
+                su.execute(f"GRANT {group} TO {role}")
+            su.execute("GRANT app_writer TO app_reader WITH INHERIT FALSE, SET FALSE")
 
 
 @pytest.fixture(scope="session")
 def cluster():
     c = Cluster()
     c.ctl("start")
+    c.create_app_roles()
     yield c
     c.ctl("stop")
 
 
 @pytest.fixture
-def db(cluster):
-    """A connection to a database with no documents left by other tests."""
+def su(cluster):
+    """A superuser connection (configuration, inspection), on a database with no documents left by other tests."""
     with cluster.connect() as conn:
         conn.execute("DELETE FROM rag.document_files")
+        yield conn
+
+
+@pytest.fixture
+def db(su, cluster):
+    """The application's connection: app_writer (granted rag_writer only), no documents left by other tests."""
+    with cluster.connect_as("app_writer") as conn:
         yield conn
 
 

@@ -1,5 +1,8 @@
 """Chat on a real cluster: history survives a restart, rag.ask against stand-in Ollama and OpenAI chat
-servers (real wire formats), extractive answers that quote their sources, and clear errors."""
+servers (real wire formats), extractive answers that quote their sources, and clear errors.
+The application asks as app_reader (granted rag_reader only) over documents app_writer ingested; the chat
+server's URL is a superuser-only setting, configured for that role by the superuser."""
+import contextlib
 import json
 import re
 import threading
@@ -57,9 +60,23 @@ def chat_server():
     server.shutdown()
 
 
+@contextlib.contextmanager
+def app(cluster, **settings):
+    """A connection as app_reader; `settings` (rag.llm_url is superuser-only) set for the role by the superuser."""
+    with cluster.connect() as su:
+        for k, v in settings.items():
+            su.execute(f"ALTER ROLE app_reader SET rag.{k} = '{v}'")
+    try:
+        with cluster.connect_as("app_reader") as conn:
+            yield conn
+    finally:
+        with cluster.connect() as su:
+            su.execute("ALTER ROLE app_reader RESET ALL")
+
+
 @pytest.fixture(scope="module")
 def docs(cluster):
-    with cluster.connect() as conn:
+    with cluster.connect_as("app_writer") as conn:
         for p in PAGES:
             conn.execute("SELECT rag.ingest_document(%s, %s)", (p, doc_page(p)))
     yield
@@ -71,20 +88,19 @@ def ask(conn, sid, q, k=5):
 
 def test_history_survives_restart_and_third_question_uses_it(cluster, docs, chat_server):
     sid = uuid.uuid4()
-    with cluster.connect() as conn:
+    with app(cluster) as conn:
         a1 = ask(conn, sid, "What does VACUUM FULL do to the table?")
         a2 = ask(conn, sid, "How do I rebuild a corrupted index?")
         assert a1["model"] == "extractive" and a1["sources"]
     cluster.ctl("stop")
     cluster.ctl("start")
-    with cluster.connect() as conn:
+    with app(cluster, llm_url=chat_server) as conn:
         history = conn.execute("SELECT role, content FROM rag.chat_history(%s)", (sid,)).fetchall()
         assert [r for r, _ in history] == ["user", "assistant", "user", "assistant"]
         assert history[0][1] == "What does VACUUM FULL do to the table?"
         assert history[3][1] == a2["answer"]
         ChatStandIn.requests.clear()
         conn.execute("SET rag.llm_provider = 'ollama'")
-        conn.execute(f"SET rag.llm_url = '{chat_server}'")
         a3 = ask(conn, sid, "And can it run without blocking writes?")
         assert a3["model"] == "ollama/llama3.2"
         assert a3["search_query"] == "how to rebuild an index with reindex"  # rewritten from the history
@@ -102,10 +118,9 @@ def test_history_survives_restart_and_third_question_uses_it(cluster, docs, chat
 
 def test_openai_format_and_sources_in_prompt(cluster, docs, chat_server):
     sid = uuid.uuid4()
-    with cluster.connect() as conn:
+    with app(cluster, llm_url=chat_server) as conn:
         ChatStandIn.requests.clear()
         conn.execute("SET rag.llm_provider = 'openai'")
-        conn.execute(f"SET rag.llm_url = '{chat_server}'")
         conn.execute("SET rag.llm_model = 'stand-in'")
         a = ask(conn, sid, "How do I rebuild an index?")
         assert a["answer"] == "Use REINDEX to rebuild an index [1]."
@@ -120,9 +135,8 @@ def test_openai_format_and_sources_in_prompt(cluster, docs, chat_server):
 
 def test_llm_errors_store_no_half_answer(cluster, docs, chat_server):
     sid = uuid.uuid4()
-    with cluster.connect() as conn:
+    with app(cluster, llm_url=chat_server) as conn:
         conn.execute("SET rag.llm_provider = 'openai'")
-        conn.execute(f"SET rag.llm_url = '{chat_server}'")
         conn.execute("SET rag.llm_max_retries = 1")
         ChatStandIn.fail_with = 500
         try:
@@ -140,14 +154,15 @@ def test_llm_errors_store_no_half_answer(cluster, docs, chat_server):
         finally:
             ChatStandIn.delay = 0.0
         assert conn.execute("SELECT count(*) FROM rag.chat_history(%s)", (sid,)).fetchone()[0] == 0
-        conn.execute("SET rag.llm_url = 'http://127.0.0.1:9'")  # nothing listens: connection refused
-        with pytest.raises(psycopg.errors.SystemError, match="127.0.0.1:9"):
+    with app(cluster, llm_url="http://127.0.0.1:9") as conn:  # nothing listens: connection refused
+        conn.execute("SET rag.llm_provider = 'openai'")
+        with pytest.raises(psycopg.errors.SystemError, match="connect"):
             ask(conn, sid, "How do I rebuild an index?")
         assert conn.execute("SELECT count(*) FROM rag.chat_history(%s)", (sid,)).fetchone()[0] == 0
 
 
 def test_extractive_answer_quotes_only_its_sources(cluster, docs):
-    with cluster.connect() as conn:
+    with app(cluster) as conn:
         a = ask(conn, uuid.uuid4(), "Which lock does VACUUM FULL take on the table?")
         quotes = re.findall(r'^"(.*)" \[(\d+)\]$', a["answer"], flags=re.M)
         assert quotes, a["answer"]
@@ -162,7 +177,7 @@ def test_append_racing_a_delete_starts_a_fresh_session(cluster):
     session (chat_append creates missing sessions) holding only the new message: no error, no orphan
     message, no resurrected history."""
     sid = uuid.uuid4()
-    with cluster.connect() as a, cluster.connect() as b:
+    with cluster.connect_as("app_reader") as a, cluster.connect_as("app_reader") as b:
         a.execute("SELECT rag.chat_append(%s, 'user', 'hello')", (sid,))
         a.autocommit = False
         a.execute("SELECT rag.delete_session(%s)", (sid,))  # holds the row lock
@@ -191,13 +206,13 @@ def test_append_racing_a_delete_starts_a_fresh_session(cluster):
 def test_concurrent_appends_keep_a_total_order(cluster):
     sid = uuid.uuid4()
     def worker(n):
-        with cluster.connect() as c:
+        with cluster.connect_as("app_reader") as c:
             for i in range(20):
                 c.execute("SELECT rag.chat_append(%s, 'user', %s)", (sid, f"w{n}-{i}"))
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    with cluster.connect() as conn:
+    with cluster.connect_as("app_reader") as conn:
         rows = conn.execute("SELECT id, content, created_at FROM rag.chat_history(%s)", (sid,)).fetchall()
         assert len(rows) == 80
         ids = [r[0] for r in rows]

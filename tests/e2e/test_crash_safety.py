@@ -17,7 +17,13 @@ import psycopg
 import pytest
 
 from conftest import ROOT
-from test_queue import upload, wait_done, worker_pid
+from test_queue import upload, worker_pid
+from test_queue import wait_done as wait_done_as
+
+
+def wait_done(cluster, batch, timeout=600):
+    """These tests upload as the superuser."""
+    return wait_done_as(cluster, batch, timeout, role=None)
 
 
 class SlowStandIn(BaseHTTPRequestHandler):
@@ -43,6 +49,13 @@ class SlowStandIn(BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+
+@pytest.fixture
+def db(su):
+    """These tests point sessions at stand-in providers (rag.embedding_url is superuser-only) and stop
+    backends: they run as the superuser. The roles' view is tests/e2e/test_roles.py."""
+    return su
 
 
 @contextlib.contextmanager

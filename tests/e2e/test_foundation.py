@@ -26,10 +26,19 @@ QUESTIONS = {
 
 @pytest.fixture(scope="module")
 def corpus(cluster):
-    with cluster.connect() as conn:
-        conn.execute("DELETE FROM rag.document_files")
+    """The pages, ingested by the application's writer role; yields that connection."""
+    with cluster.connect() as su:
+        su.execute("DELETE FROM rag.document_files")
+    with cluster.connect_as("app_writer") as conn:
         for p in PAGES:
             conn.execute("SELECT rag.ingest_document(%s, %s, %s)", (p, doc_page(p), '{"source": "pg-docs"}'))
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def reader(cluster, corpus):
+    """The application's read-only role (rag_reader), which shares app_writer's corpus by role membership."""
+    with cluster.connect_as("app_reader") as conn:
         yield conn
 
 
@@ -60,13 +69,13 @@ def test_documents_view_lists_real_pages(corpus):
 
 
 @pytest.mark.parametrize("question,page", sorted(QUESTIONS.items()))
-def test_bm25_ranks_the_right_page_first(corpus, question, page):
-    top = corpus.execute("SELECT file_name FROM rag.bm25_search(%s, 5)", (question,)).fetchall()
+def test_bm25_ranks_the_right_page_first(reader, question, page):
+    top = reader.execute("SELECT file_name FROM rag.bm25_search(%s, 5)", (question,)).fetchall()
     assert top and top[0][0] == page, (question, top)
 
 
-def test_bm25_returns_columns_best_first(corpus):
-    rows = corpus.execute(
+def test_bm25_returns_columns_best_first(reader):
+    rows = reader.execute(
         "SELECT chunk_id, document_id, file_name, chunk_index, content, score, metadata FROM rag.bm25_search('vacuum', 10)"
     ).fetchall()
     assert len(rows) == 10
@@ -145,7 +154,7 @@ def test_malformed_metadata_json_is_refused_by_jsonb(db):
 
 
 def test_failed_ingest_in_a_transaction_leaves_nothing(cluster):
-    with cluster.connect() as conn:
+    with cluster.connect_as("app_writer") as conn:
         conn.execute("DELETE FROM rag.document_files")
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             with conn.transaction():

@@ -1,5 +1,6 @@
 """Asynchronous ingestion on a real cluster with the background worker preloaded: mixed real files,
-a corrupt PDF, crashes of the worker and of the whole server, and an embedding server that says 429."""
+a corrupt PDF, crashes of the worker and of the whole server, and an embedding server that says 429.
+The application uploads and follows its batches as app_writer (granted rag_writer only)."""
 import contextlib
 import json
 import os
@@ -40,11 +41,12 @@ def upload(conn, files, metadata="{}"):
                         ([n for n, _ in files], [c for _, c in files], metadata)).fetchone()[0]
 
 
-def wait_done(cluster, batch, timeout=600):
+def wait_done(cluster, batch, timeout=600, role="app_writer"):
+    """Poll the batch as `role` (None: the superuser) until it is finished."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            with cluster.connect() as conn:
+            with (cluster.connect_as(role) if role else cluster.connect()) as conn:
                 row = conn.execute("SELECT status, completed, failed, total_files FROM rag.batch_status(%s)", (batch,)).fetchone()
                 if row[0] in ("completed", "failed", "partially failed"):
                     return row
@@ -72,7 +74,7 @@ def assert_each_file_once(conn, batch, expected_files):
         assert n == mx + 1 == distinct
 
 
-def test_worker_ingests_mixed_batch_and_fails_only_the_corrupt_pdf(cluster, db):
+def test_worker_ingests_mixed_batch_and_fails_only_the_corrupt_pdf(cluster, db, su):
     files = mixed_files()
     batch = upload(db, files, '{"batch": "mixed"}')
     status, completed, failed, total = wait_done(cluster, batch)
@@ -86,17 +88,17 @@ def test_worker_ingests_mixed_batch_and_fails_only_the_corrupt_pdf(cluster, db):
         hits = [r[0] for r in db.execute("SELECT file_name FROM rag.hybrid_search(%s, 5)", (phrase,)).fetchall()]
         assert name in hits, (name, phrase, hits)
     assert_each_file_once(db, batch, 20)
-    # the dead letter is archived, not deleted
-    assert db.execute("SELECT count(*) FROM pgmq.q_rag_documents").fetchone()[0] == 0
+    # the dead letter is archived, not deleted (the queue is not the application's to read)
+    assert su.execute("SELECT count(*) FROM pgmq.q_rag_documents").fetchone()[0] == 0
 
 
-def test_a_file_refused_at_store_time_fails_alone_in_its_group(cluster, db, unique):
+def test_a_file_refused_at_store_time_fails_alone_in_its_group(cluster, db, su, unique):
     # The worker stores a group of files in one transaction with all chunks in one INSERT; when that is
     # refused it must fall back to file-by-file so that only the refused file fails. A trigger refuses one.
-    db.execute("""CREATE OR REPLACE FUNCTION public.refuse_one_file() RETURNS trigger LANGUAGE plpgsql AS $$
+    su.execute("""CREATE OR REPLACE FUNCTION public.refuse_one_file() RETURNS trigger LANGUAGE plpgsql AS $$
                   BEGIN IF NEW.file_name = 'refused.txt' THEN RAISE EXCEPTION 'refused by a test trigger'; END IF;
                   RETURN NEW; END $$""")
-    db.execute("CREATE TRIGGER refuse_one_file BEFORE INSERT ON rag.document_files "
+    su.execute("CREATE TRIGGER refuse_one_file BEFORE INSERT ON rag.document_files "
                "FOR EACH ROW EXECUTE FUNCTION public.refuse_one_file()")
     try:
         files = [(f"ok-{i}.txt", f"Group member {i} {unique}: checkpoints flush dirty pages to disk.".encode())
@@ -111,23 +113,27 @@ def test_a_file_refused_at_store_time_fails_alone_in_its_group(cluster, db, uniq
         names = {r[0] for r in db.execute("SELECT file_name FROM rag.documents")}
         assert names == {f"ok-{i}.txt" for i in range(4)}
     finally:
-        db.execute("DROP TRIGGER IF EXISTS refuse_one_file ON rag.document_files")
-        db.execute("DROP FUNCTION IF EXISTS public.refuse_one_file()")
+        su.execute("DROP TRIGGER IF EXISTS refuse_one_file ON rag.document_files")
+        su.execute("DROP FUNCTION IF EXISTS public.refuse_one_file()")
 
 
-def test_upload_is_transactional(cluster, db):
+def test_upload_is_transactional(cluster, db, su):
     with pytest.raises(psycopg.errors.RaiseException):
         with db.transaction():
             upload(db, [("a.txt", b"rolled back text")])
             db.execute("DO $$ BEGIN RAISE EXCEPTION 'abort'; END $$")
     assert db.execute("SELECT count(*) FROM rag.job_tasks WHERE file_name = 'a.txt'").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM pgmq.q_rag_documents").fetchone()[0] == 0
+    assert su.execute("SELECT count(*) FROM pgmq.q_rag_documents").fetchone()[0] == 0
 
 
 def test_progress_is_notified(cluster, db):
-    with cluster.connect() as listener:
-        listener.execute("LISTEN rag_progress")
-        batch = upload(db, [("notify.txt", b"A short text about listen and notify.")])
+    # one channel per batch (LISTEN has no privileges: only who knows the batch id can follow it)
+    with cluster.connect_as("app_writer") as listener:
+        with db.transaction():  # the worker cannot start before the listener listens
+            batch = upload(db, [("notify.txt", b"A short text about listen and notify.")])
+            channel = db.execute("SELECT rag.progress_channel(%s)", (batch,)).fetchone()[0]
+            assert channel == "rag_progress_" + str(batch).replace("-", "")
+            listener.execute(f"LISTEN {channel}")
         seen = set()
         for n in listener.notifies(timeout=60, stop_after=2):
             payload = json.loads(n.payload)
@@ -136,7 +142,7 @@ def test_progress_is_notified(cluster, db):
         assert {"processing", "completed"} <= seen
 
 
-def test_kill_9_worker_mid_batch_loses_and_duplicates_nothing(cluster, db):
+def test_kill_9_worker_mid_batch_loses_and_duplicates_nothing(cluster, db, su):
     files = [(p, (DOCS / p).read_bytes()) for p in ["sql-createtable.html", "sql-altertable.html", "sql-select.html",
                                                     "sql-createindex.html", "sql-copy.html", "sql-grant.html"]]
     batch = upload(db, files)
@@ -144,7 +150,7 @@ def test_kill_9_worker_mid_batch_loses_and_duplicates_nothing(cluster, db):
     pid = None
     while time.time() < deadline:
         if db.execute("SELECT processing + completed FROM rag.batch_status(%s)", (batch,)).fetchone()[0] > 0:
-            pid = worker_pid(db)
+            pid = worker_pid(su)
             if pid:
                 break
         time.sleep(0.2)
@@ -215,29 +221,29 @@ class StandIn(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def worker_on_stand_in(db):
+def worker_on_stand_in(su):
     """Point the background worker at a StandIn server (OpenAI wire format, 8-d vectors, one attempt per
     task) for the duration of the block; the settings are reset afterwards."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        db.execute("ALTER SYSTEM SET rag.embedding_provider = 'openai'")
-        db.execute("ALTER SYSTEM SET rag.embedding_model = 'stand-in-8d'")
-        db.execute(f"ALTER SYSTEM SET rag.embedding_url = 'http://127.0.0.1:{server.server_port}'")
-        db.execute("ALTER SYSTEM SET rag.max_attempts = 1")
-        db.execute("SELECT pg_reload_conf()")
+        su.execute("ALTER SYSTEM SET rag.embedding_provider = 'openai'")
+        su.execute("ALTER SYSTEM SET rag.embedding_model = 'stand-in-8d'")
+        su.execute(f"ALTER SYSTEM SET rag.embedding_url = 'http://127.0.0.1:{server.server_port}'")
+        su.execute("ALTER SYSTEM SET rag.max_attempts = 1")
+        su.execute("SELECT pg_reload_conf()")
         time.sleep(1.5)
         StandIn.calls.clear()
         yield server
     finally:
         for g in ["rag.embedding_provider", "rag.embedding_model", "rag.embedding_url", "rag.max_attempts"]:
-            db.execute(f"ALTER SYSTEM RESET {g}")
-        db.execute("SELECT pg_reload_conf()")
+            su.execute(f"ALTER SYSTEM RESET {g}")
+        su.execute("SELECT pg_reload_conf()")
         server.shutdown()
 
 
-def test_429_with_retry_after_is_a_wait_not_a_failure(cluster, db):
-    with worker_on_stand_in(db):
+def test_429_with_retry_after_is_a_wait_not_a_failure(cluster, db, su):
+    with worker_on_stand_in(su):
         batch = upload(db, [("t1.txt", b"Throttled text one about archives."), ("t2.txt", b"Throttled text two about replicas.")])
         status, completed, failed, total = wait_done(cluster, batch, timeout=120)
         assert (status, completed, failed) == ("completed", 2, 0)
@@ -246,10 +252,10 @@ def test_429_with_retry_after_is_a_wait_not_a_failure(cluster, db):
         assert model == [("openai/stand-in-8d",)]
 
 
-def test_a_file_the_embedding_server_refuses_fails_alone(cluster, db):
+def test_a_file_the_embedding_server_refuses_fails_alone(cluster, db, su):
     # The worker embeds chunks of several files in one request; when the server refuses that request,
     # it must retry file by file so that the other files of the batch are not failed with it.
-    with worker_on_stand_in(db):
+    with worker_on_stand_in(su):
         batch = upload(db, [("good1.txt", b"Write-ahead logging protects committed data."),
                             ("bad.txt", b"This text says REFUSE-ME to the embedding server."),
                             ("good2.txt", b"Streaming replication ships WAL to standbys.")])

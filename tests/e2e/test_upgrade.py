@@ -29,13 +29,32 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdroppe
 LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
 WHERE n.nspname = 'rag' ORDER BY 1, 3"""
 INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'rag' ORDER BY 1"
+POLICIES = "SELECT tablename, policyname, roles::text, cmd, qual, coalesce(with_check, '') FROM pg_policies WHERE schemaname = 'rag' ORDER BY 1, 2"
+PRIVILEGES = """
+SELECT c.relname, coalesce(c.relacl::text, ''), c.relrowsecurity FROM pg_class c
+WHERE c.relnamespace = 'rag'::regnamespace ORDER BY 1"""
+ROUTINE_PRIVILEGES = """
+SELECT p.oid::regprocedure::text, coalesce(p.proacl::text, ''), coalesce(array_to_string(p.proconfig, ','), '')
+FROM pg_proc p WHERE p.pronamespace = 'rag'::regnamespace ORDER BY 1"""
+
+# Rows written by an older version, as plain SQL (today's library cannot run an old version's functions).
+OLD_DATA = """
+INSERT INTO rag.document_files (id, file_name, file_type, file_size_bytes, file_hash)
+VALUES ('11111111-1111-1111-1111-111111111111', 'old.txt', 'text', 40, 'old-hash');
+INSERT INTO rag.chunks (document_id, chunk_index, content, content_with_context)
+VALUES ('11111111-1111-1111-1111-111111111111', 0, 'Zeppelinology of the old release.', 'old.txt > Zeppelinology of the old release.');
+INSERT INTO rag.chat_sessions (id, title) VALUES ('22222222-2222-2222-2222-222222222222', 'old session');
+INSERT INTO rag.chat_messages (session_id, role, content) VALUES ('22222222-2222-2222-2222-222222222222', 'user', 'old question');
+INSERT INTO rag.job_batches (id, total_tasks) VALUES ('33333333-3333-3333-3333-333333333333', 0);
+"""
 
 
 def snapshot(url):
     with psycopg.connect(url, autocommit=True) as conn:
         return {name: conn.execute(sql).fetchall()
                 for name, sql in [("objects", EXTENSION_OBJECTS), ("functions", FUNCTIONS),
-                                  ("columns", COLUMNS), ("indexes", INDEXES)]}
+                                  ("columns", COLUMNS), ("indexes", INDEXES), ("policies", POLICIES),
+                                  ("privileges", PRIVILEGES), ("routine privileges", ROUTINE_PRIVILEGES)]}
 
 
 def current_version():
@@ -61,6 +80,7 @@ def test_update_from_released_version_equals_fresh_install(cluster, script):
                 admin.execute(f"CREATE DATABASE {db}")
         with psycopg.connect(f"{base}/upgrade_old", autocommit=True) as old:
             old.execute(f"CREATE EXTENSION ragbench VERSION '{version}' CASCADE")
+            old.execute(OLD_DATA)
             old.execute("ALTER EXTENSION ragbench UPDATE")
             assert old.execute("SELECT extversion FROM pg_extension WHERE extname = 'ragbench'").fetchone()[0] \
                 == current_version()
@@ -75,6 +95,17 @@ def test_update_from_released_version_equals_fresh_install(cluster, script):
         with psycopg.connect(f"{base}/upgrade_old", autocommit=True) as old:
             n = old.execute("SELECT count(*) FROM rag.embed_many(ARRAY['one', 'two'], 'document')").fetchone()[0]
             assert n == 2
+            # existing rows belong to the extension's owner, with no tenant, and BM25 still finds them
+            for table in ("document_files", "chunks", "chat_sessions", "chat_messages", "job_batches"):
+                assert old.execute(f"SELECT owner, tenant FROM rag.{table}").fetchall() == [("ragbench", "")], table
+            assert [r[0] for r in old.execute("SELECT file_name FROM rag.bm25_search('zeppelinology', 5)")] == ["old.txt"]
+        # an administrator's role sees them; an application's role does not
+        with psycopg.connect(cluster.url_as("app_admin").rsplit("/", 1)[0] + "/upgrade_old", autocommit=True) as adm:
+            assert adm.execute("SELECT count(*) FROM rag.documents").fetchone()[0] == 1
+            assert adm.execute("SELECT count(*) FROM rag.chat_history('22222222-2222-2222-2222-222222222222')").fetchone()[0] == 1
+        with psycopg.connect(cluster.url_as("app_writer").rsplit("/", 1)[0] + "/upgrade_old", autocommit=True) as app:
+            assert app.execute("SELECT count(*) FROM rag.documents").fetchone()[0] == 0
+            assert app.execute("SELECT count(*) FROM rag.bm25_search('zeppelinology', 5)").fetchone()[0] == 0
     finally:
         with cluster.connect() as admin:
             for db in ("upgrade_old", "upgrade_new"):

@@ -30,6 +30,10 @@ Legs, timed per query (client-side wall time, after a warmup; the legs are inter
   pgvector  ORDER BY embedding::vector(384) <=> v LIMIT 10 (hnsw.ef_search = 100)
   recipe    ParadeDB's hybrid recipe: BM25 top 100 and vector top 100, RANK(), full outer join,
             sum of 1/(60 + rank), top 10 -- with the precomputed query vector
+  hybrid as app, bm25 as app: the same two calls through a second connection as the LOGIN role bench_app,
+            granted rag_reader only and owning the bench rows: row-level security adds its owner and
+            tenant conditions (index terms in the BM25 scan, a filter in the HNSW iterative scan). The
+            superuser's legs bypass row-level security, as superusers do.
 Because hybrid_search includes the query embedding and the recipe does not, "hybrid excl. embedding" =
 hybrid p50 - embed p50 is also reported; it is derived, not measured.
 
@@ -56,6 +60,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "scifact"
 MODEL = "builtin/all-MiniLM-L6-v2"
+APP_ROLE = "bench_app"  # an application role: rag_reader, owner of the bench rows
 DIMS = 384
 CHUNKS_PER_DOC = 50
 
@@ -268,17 +273,17 @@ def grow_corpus(conn, p: Passages, target: int, noise: float, rng: random.Random
         with conn.transaction():
             with conn.cursor() as cur:
                 with cur.copy("COPY rag.document_files (id, file_name, file_type, title, file_size_bytes, "
-                              "file_hash, metadata) FROM STDIN") as cp:
+                              "file_hash, metadata, owner) FROM STDIN") as cp:
                     for d in docs:
                         cp.write_row((d, f"bench-{d}.txt", "text", None, 0, f"bench:{d}",
-                                      json.dumps({"bench": True, "size": target})))
+                                      json.dumps({"bench": True, "size": target}), APP_ROLE))
                 with cur.copy("COPY rag.chunks (document_id, chunk_index, content, content_with_context, "
-                              "token_count, embedding, embedding_model, metadata) FROM STDIN") as cp:
+                              "token_count, embedding, embedding_model, metadata, owner) FROM STDIN") as cp:
                     meta = json.dumps({"bench": True, "size": target})
                     for i in range(n):
                         content, ctx, vec, tokens = synthetic_chunk(p, rng, noise)
                         cp.write_row((docs[i // CHUNKS_PER_DOC], i % CHUNKS_PER_DOC, content, ctx, tokens,
-                                      vec, MODEL, meta))
+                                      vec, MODEL, meta, APP_ROLE))
         done += n
         dt = time.perf_counter() - t0
         log(f"    {have + done}/{target} chunks ({done / dt:.0f} chunks/s)")
@@ -307,13 +312,21 @@ def embed_queries(conn, queries: list[str]) -> tuple[list[str], list[float]]:
     return vecs, times
 
 
-def time_legs(conn, queries: list[str], vecs: list[str], warmup: int) -> tuple[dict, dict]:
-    """Time the four legs, interleaved query by query (rotating their order) so that caches and
+def ensure_app_role(conn) -> None:
+    if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone():
+        conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN")
+    conn.execute(f"GRANT rag_reader TO {APP_ROLE}")
+
+
+def time_legs(conn, app, queries: list[str], vecs: list[str], warmup: int) -> tuple[dict, dict]:
+    """Time the legs, interleaved query by query (rotating their order) so that caches and
     background load affect all of them alike. Returns ({leg: [seconds]}, sanity info)."""
     conn.execute("SET hnsw.ef_search = 100")
     legs = {
         "hybrid": lambda q, v: conn.execute(SQL_HYBRID, (q,)).fetchall(),
+        "hybrid_app": lambda q, v: app.execute(SQL_HYBRID, (q,)).fetchall(),
         "bm25": lambda q, v: conn.execute(SQL_BM25, (q,)).fetchall(),
+        "bm25_app": lambda q, v: app.execute(SQL_BM25, (q,)).fetchall(),
         "pgvector": lambda q, v: conn.execute(SQL_PGVECTOR, (v,)).fetchall(),
         "recipe": lambda q, v: conn.execute(SQL_RECIPE, (q, v)).fetchall(),
     }
@@ -321,7 +334,7 @@ def time_legs(conn, queries: list[str], vecs: list[str], warmup: int) -> tuple[d
         for run in legs.values():
             run(q, v)
     times: dict[str, list[float]] = {name: [] for name in legs}
-    overlap, vec_rows = [], []
+    overlap, vec_rows, app_rows = [], [], []
     names = list(legs)
     for i, (q, v) in enumerate(zip(queries, vecs)):
         results = {}
@@ -335,8 +348,10 @@ def time_legs(conn, queries: list[str], vecs: list[str], warmup: int) -> tuple[d
         if h or r:
             overlap.append(len(h & r) / max(len(h), len(r)))
         vec_rows.append(len(results["pgvector"]))
+        app_rows.append(len(results["hybrid_app"]))
     return times, {"overlap": statistics.fmean(overlap) if overlap else float("nan"),
-                   "pgvector_rows": statistics.fmean(vec_rows) if vec_rows else 0}
+                   "pgvector_rows": statistics.fmean(vec_rows) if vec_rows else 0,
+                   "app_rows": statistics.fmean(app_rows) if app_rows else 0}
 
 
 def plan_uses(conn, sql: str, params) -> str:
@@ -458,9 +473,12 @@ def main(argv=None) -> int:
     log()
 
     results = []  # one dict per size
+    app = None
     try:
         log("Preparing")
         ensure_model(conn, abstracts)
+        ensure_app_role(conn)
+        app = psycopg.connect(psycopg.conninfo.make_conninfo(args.url, user=APP_ROLE), autocommit=True)
         existing = bench_chunk_count(conn)
         if existing > args.sizes[0]:
             log(f"  removing {existing} bench chunks left by an earlier run (more than {args.sizes[0]})")
@@ -481,8 +499,8 @@ def main(argv=None) -> int:
             plans = {"pgvector": plan_uses(conn, SQL_PGVECTOR, (vecs[0],)),
                      "recipe": plan_uses(conn, SQL_RECIPE, (queries[0], vecs[0]))}
             log(f"  plans: pgvector uses {plans['pgvector']}; recipe uses {plans['recipe']}")
-            log(f"  timing {len(queries)} queries x 4 legs ...")
-            times, sanity = time_legs(conn, queries, vecs, args.warmup)
+            log(f"  timing {len(queries)} queries x 6 legs ...")
+            times, sanity = time_legs(conn, app, queries, vecs, args.warmup)
             legs = {name: summary_ms(t) for name, t in times.items()}
             legs["embed"] = summary_ms(embed_times)
             tp = []
@@ -501,6 +519,8 @@ def main(argv=None) -> int:
         else:
             n = delete_bench_rows(conn)
             log(f"\nremoved the bench rows ({n} documents and their chunks)")
+        if app is not None:
+            app.close()
         conn.close()
 
     final_table(results)
@@ -511,7 +531,9 @@ def main(argv=None) -> int:
 LEG_LABELS = [
     ("embed", "rag.embed(q) (query embedding only)"),
     ("hybrid", "rag.hybrid_search(q, 10) (includes embedding)"),
+    ("hybrid_app", "rag.hybrid_search(q, 10) as bench_app (rag_reader, row-level security)"),
     ("bm25", "rag.bm25_search(q, 10) (reference)"),
+    ("bm25_app", "rag.bm25_search(q, 10) as bench_app"),
     ("pgvector", "pgvector only, HNSW ef_search=100"),
     ("recipe", "ParadeDB RRF recipe (given vector)"),
 ]
@@ -529,7 +551,8 @@ def report_size(r: dict) -> None:
         f"recipe p50 = {legs['recipe']['p50']:.2f} ms; ratio {derived / legs['recipe']['p50']:.2f} (target <= 1.10)")
     log(f"  sanity: top-10 overlap hybrid_search vs recipe {r['sanity']['overlap']:.2f} "
         f"(differences: RANK vs row_number ties, ef_search, the fused score's tie-break); "
-        f"pgvector rows per query {r['sanity']['pgvector_rows']:.1f}")
+        f"pgvector rows per query {r['sanity']['pgvector_rows']:.1f}; "
+        f"hybrid rows per query as bench_app {r['sanity']['app_rows']:.1f}")
     log("  Throughput of rag.hybrid_search(q, 10)")
     print_table(["clients", "queries", "seconds", "queries/s", "p50 ms", "p95 ms"],
                 [[t["clients"], t["queries"], f"{t['seconds']:.1f}", f"{t['qps']:.1f}", f"{t['p50']:.1f}",
@@ -551,10 +574,11 @@ def final_table(results: list[dict]) -> None:
                      f"{l['recipe']['p50']:.2f}/{l['recipe']['p95']:.2f}",
                      f"{l['pgvector']['p50']:.2f}/{l['pgvector']['p95']:.2f}",
                      f"{l['bm25']['p50']:.2f}/{l['bm25']['p95']:.2f}",
+                     f"{l['hybrid_app']['p50']:.2f}/{l['bm25_app']['p50']:.2f}",
                      f"{derived / l['recipe']['p50']:.2f}", tp])
     print_table(["chunks", "load s", "embed p50", "hybrid p50/p95", "hybrid excl. embed", "recipe p50/p95",
-                 "pgvector p50/p95", "bm25 p50/p95", "excl/recipe", "hybrid throughput"],
-                rows, align="rrrrrrrrrl")
+                 "pgvector p50/p95", "bm25 p50/p95", "as app: hybrid/bm25 p50", "excl/recipe", "hybrid throughput"],
+                rows, align="rrrrrrrrrrl")
 
 
 if __name__ == "__main__":

@@ -55,35 +55,17 @@ COMMENT ON FUNCTION rag.visible_owners() IS
 -- 3. Owner and tenant on every row that belongs to someone. Existing rows (an upgrade) belong to the
 -- extension's owner, with no tenant.
 DROP INDEX rag.chunks_bm25;
-ALTER TABLE rag.document_files
-    ADD COLUMN owner text NOT NULL DEFAULT current_user,
-    ADD COLUMN tenant text NOT NULL DEFAULT rag.current_tenant();
-ALTER TABLE rag.chunks
-    ADD COLUMN owner text NOT NULL DEFAULT current_user,
-    ADD COLUMN tenant text NOT NULL DEFAULT rag.current_tenant();
-ALTER TABLE rag.chat_sessions
-    ADD COLUMN owner text NOT NULL DEFAULT current_user,
-    ADD COLUMN tenant text NOT NULL DEFAULT rag.current_tenant();
-ALTER TABLE rag.chat_messages
-    ADD COLUMN owner text NOT NULL DEFAULT current_user,
-    ADD COLUMN tenant text NOT NULL DEFAULT rag.current_tenant();
-ALTER TABLE rag.job_batches
-    ADD COLUMN owner text NOT NULL DEFAULT current_user,
-    ADD COLUMN tenant text NOT NULL DEFAULT rag.current_tenant();
-ALTER TABLE rag.job_tasks
-    ADD COLUMN owner text NOT NULL DEFAULT current_user,
-    ADD COLUMN tenant text NOT NULL DEFAULT rag.current_tenant();
 DO $$
 DECLARE
+    t text;
     o text := (SELECT r.rolname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_roles r ON r.oid = e.extowner
                WHERE e.extname = 'ragbench');
 BEGIN
-    UPDATE rag.document_files SET owner = o WHERE owner <> o;
-    UPDATE rag.chunks SET owner = o WHERE owner <> o;
-    UPDATE rag.chat_sessions SET owner = o WHERE owner <> o;
-    UPDATE rag.chat_messages SET owner = o WHERE owner <> o;
-    UPDATE rag.job_batches SET owner = o WHERE owner <> o;
-    UPDATE rag.job_tasks SET owner = o WHERE owner <> o;
+    FOREACH t IN ARRAY ARRAY['document_files', 'chunks', 'chat_sessions', 'chat_messages', 'job_batches', 'job_tasks'] LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE rag.%I ADD COLUMN owner text NOT NULL DEFAULT current_user, '
+                                  'ADD COLUMN tenant text NOT NULL DEFAULT rag.current_tenant()', t);
+        EXECUTE pg_catalog.format('UPDATE rag.%I SET owner = $1 WHERE owner <> $1', t) USING o;
+    END LOOP;
 END $$;
 
 -- The same bytes uploaded by two owners (or two tenants) are two documents.

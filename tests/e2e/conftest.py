@@ -79,6 +79,15 @@ def db(su, cluster):
         yield conn
 
 
+def reply_json(handler, status: int, body: bytes):
+    """Answer an HTTP request of a stand-in provider (Ollama/OpenAI wire format) with a JSON body."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def doc_page(name: str) -> str:
     return (DOCS / name).read_text(encoding="utf-8", errors="replace")
 

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 
-from conftest import doc_page
+from conftest import doc_page, reply_json
 
 PAGES = ["sql-vacuum.html", "sql-createindex.html", "sql-reindex.html", "sql-cluster.html", "sql-analyze.html"]
 
@@ -31,7 +31,7 @@ class ChatStandIn(BaseHTTPRequestHandler):
             time.sleep(ChatStandIn.delay)
         if ChatStandIn.fail_with:
             out = b'{"error": "model exploded"}'
-            self.send_response(ChatStandIn.fail_with)
+            status = ChatStandIn.fail_with
         else:
             system = body["messages"][0]["content"].lower()
             text = "how to rebuild an index with reindex" if "standalone" in system or "rewrite" in system else \
@@ -42,11 +42,8 @@ class ChatStandIn(BaseHTTPRequestHandler):
                 out = json.dumps({"id": "x", "object": "chat.completion", "model": body["model"],
                                   "choices": [{"index": 0, "finish_reason": "stop",
                                                "message": {"role": "assistant", "content": text}}]}).encode()
-            self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+            status = 200
+        reply_json(self, status, out)
 
     def log_message(self, *a):
         pass

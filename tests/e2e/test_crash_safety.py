@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, reply_json
 from test_queue import upload, worker_pid
 from test_queue import wait_done as wait_done_as
 
@@ -39,11 +39,7 @@ class SlowStandIn(BaseHTTPRequestHandler):
                 for i, t in enumerate(body["input"])]
         out = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+            reply_json(self, 200, out)
         except OSError:
             pass  # the caller gave up (cancelled) meanwhile
 

@@ -36,6 +36,8 @@ from typing import Any, Callable, Optional
 import psycopg
 import pytest
 
+from conftest import reply_json
+
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 STATEMENT_TIMEOUT_S = 60
 SETTING = re.compile(r"rag\.[a-z_]+")
@@ -438,11 +440,7 @@ class StandIn(BaseHTTPRequestHandler):
         data = [{"object": "embedding", "index": i, "embedding": [float((hash(t) >> k) % 7) + 1.0 for k in range(8)]}
                 for i, t in enumerate(body["input"])]
         out = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+        reply_json(self, 200, out)
 
     def log_message(self, *a):  # quiet
         pass

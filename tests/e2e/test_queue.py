@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import DOCS, ROOT
+from conftest import DOCS, ROOT, reply_json
 
 FIX = ROOT / "tests" / "fixtures" / "formats"
 HTML_PAGES = ["sql-abort.html", "sql-begin.html", "sql-commit.html", "sql-rollback.html", "sql-savepoint.html",
@@ -192,11 +192,7 @@ class StandIn(BaseHTTPRequestHandler):
         if any("REFUSE-ME" in text for text in body["input"]):
             # what OpenAI-compatible servers answer for input they will not embed
             out = json.dumps({"error": {"message": "input rejected", "type": "invalid_request_error"}}).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+            reply_json(self, 400, out)
             return
         if StandIn.throttle > 0:
             StandIn.throttle -= 1
@@ -210,11 +206,7 @@ class StandIn(BaseHTTPRequestHandler):
             v = [float((hash(text) >> k) % 7) + 1.0 for k in range(8)]
             data.append({"object": "embedding", "index": i, "embedding": v})
         out = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+        reply_json(self, 200, out)
 
     def log_message(self, *a):
         pass

@@ -6,13 +6,14 @@ import json
 import os
 import pwd
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, reply_json
 
 KEY = "sk-test-0123456789abcdefSECRET"
 
@@ -35,11 +36,7 @@ class Recorder(BaseHTTPRequestHandler):
             out = {"object": "list", "model": body.get("model"),
                    "data": [{"object": "embedding", "index": i, "embedding": [1.0, 2.0, 3.0, 4.0]} for i in range(len(texts))]}
         data = json.dumps(out).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, 200, data)
 
     def log_message(self, *a):
         pass
@@ -61,7 +58,7 @@ def app_role(cluster):
     with cluster.connect() as admin:
         admin.execute("DROP ROLE IF EXISTS key_thief")
         admin.execute("CREATE ROLE key_thief LOGIN")
-        admin.execute("GRANT rag_reader TO key_thief")  # an ordinary application role, nothing more
+        admin.execute("GRANT rag_writer TO key_thief")  # an ordinary application role, nothing more
     base = cluster.url.rsplit("@", 1)[1]
     yield f"postgresql://key_thief@{base}"
     with cluster.connect() as admin:
@@ -132,19 +129,46 @@ def test_a_key_file_without_its_url_sends_nothing(cluster, su):
         key_file.unlink(missing_ok=True)
 
 
-def test_errors_do_not_show_the_urls_query_string(cluster, su):
-    # nothing listens on port 9: the error names the provider and the URL without its query
-    su.execute("SET rag.embedding_provider = 'openai'")
-    su.execute("SET rag.embedding_url = 'http://user:pw@127.0.0.1:9/v?token=url-secret'")
-    su.execute("SET rag.embedding_max_retries = 0")
+def test_errors_do_not_show_the_urls_query_string(cluster, su, app_role):
+    # nothing listens on port 9: the error names the provider, never the URL's credentials or query,
+    # whether the application's own call fails or the worker's (seen through rag.batch_status)
+    key_file = ROOT / ".stack" / "e2e-api-key-3"
+    key_file.write_text(KEY)
+    os.chown(key_file, pwd.getpwnam("ragbench").pw_uid, -1)
+    url = "http://user:pw@127.0.0.1:9/v?token=url-secret"
     try:
-        with pytest.raises(psycopg.Error) as e:
-            su.execute("SELECT rag.embed('x')")
-        text = str(e.value)
-        assert "openai" in text and "url-secret" not in text and "pw@" not in text
+        for g, v in [("embedding_provider", "openai"), ("embedding_model", "refused-8d"), ("embedding_url", url),
+                     ("embedding_api_key_file", str(key_file)), ("embedding_max_retries", "0"), ("max_attempts", "1")]:
+            su.execute(f"ALTER SYSTEM SET rag.{g} = '{v}'")
+        su.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(app_role, autocommit=True) as app:
+            with pytest.raises(psycopg.Error) as e:
+                app.execute("SELECT rag.embed('x')")
+            text = str(e.value) + str(e.value.diag.message_hint) + str(e.value.diag.message_detail)
+            assert "openai" in text and "url-secret" not in text and "pw@" not in text and KEY not in text
+            for setting in ("rag.embedding_url", "rag.embedding_api_key_file"):
+                for sql in (f"SELECT current_setting('{setting}')", f"SELECT current_setting('{setting}', true)"):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        app.execute(sql)
+            batch = app.execute("SELECT rag.upload(ARRAY['k.txt'], ARRAY[convert_to('worker error text', 'UTF8')])").fetchone()[0]
+            for _ in range(240):
+                status, errors = app.execute("SELECT status, errors FROM rag.batch_status(%s)", (batch,)).fetchone()
+                if status == "failed":
+                    break
+                time.sleep(0.5)
+            assert status == "failed" and errors, errors
+            dumped = json.dumps(errors)
+            assert "openai" in dumped and "url-secret" not in dumped and "pw@" not in dumped and KEY not in dumped
+            app.execute("SELECT rag.delete_batch(%s)", (batch,))
     finally:
-        for g in ("embedding_provider", "embedding_url", "embedding_max_retries"):
-            su.execute(f"RESET rag.{g}")
+        for g in ("embedding_provider", "embedding_model", "embedding_url", "embedding_api_key_file",
+                  "embedding_max_retries", "max_attempts"):
+            su.execute(f"ALTER SYSTEM RESET rag.{g}")
+        su.execute("SELECT pg_reload_conf()")
+        key_file.unlink(missing_ok=True)
+    # (the URL itself is a setting: PostgreSQL logs it on reload, so credentials belong in the key file)
+    log = Path(cluster.env["PGDATA"] + ".log").read_text(errors="replace")
+    assert KEY not in log
 
 
 def test_timeouts_and_retries_are_capped_for_everyone(cluster, su):

@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 
+from conftest import reply_json
+
 APP, OTHER = "tenant_app", "other_app"
 A_DOCS, B_DOCS = 12, 1188  # tenant b holds 99% of the chunks
 
@@ -28,11 +30,7 @@ class Embedder(BaseHTTPRequestHandler):
             h = hashlib.sha256(text.encode()).digest()
             data.append({"object": "embedding", "index": i, "embedding": [1.0 + b / 64 for b in h[:8]]})
         out = json.dumps({"object": "list", "data": data, "model": body["model"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
+        reply_json(self, 200, out)
 
     def log_message(self, *a):
         pass

@@ -8,6 +8,7 @@
 //! - `search`   BM25 (pg_search), vectors (pgvector), and their RRF fusion
 //! - `queue`    pgmq ingestion queue, the background worker, batch progress
 //! - `chat`     rag.ask: grounded answers in a chat session (sessions themselves are sql/chat.sql)
+//! - `jsonb_arg` jsonb arguments checked for size and depth before they are parsed
 //! - `tenant`   rag.set_tenant / rag.current_tenant: the tenant of a transaction, for row-level security
 //!
 //! The schema is `sql/schema.sql`; upgrades are `sql/ragbench--<from>--<to>.sql`. Roles, owners, tenants
@@ -21,6 +22,7 @@ mod errors;
 mod guc;
 pub mod ingest;
 pub mod interrupts;
+pub mod jsonb_arg;
 pub mod queue;
 pub mod search;
 mod secrets;

@@ -10,8 +10,9 @@ pub use ragbench_core::ingest::{chunk, content_hash, formats, parse, plan_batche
 use crate::embed::{self, InputKind};
 use crate::errors;
 use crate::guc;
+use crate::jsonb_arg::JsonbArg;
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid};
+use pgrx::Uuid;
 use ragbench_core::limits::{check_metadata_budget, LimitExceeded, Limits};
 
 /// Longest file name accepted (characters); matches the CHECK constraint on rag.document_files.
@@ -53,6 +54,11 @@ pub fn limits() -> Limits {
         max_metadata_bytes: guc::MAX_METADATA_BYTES.get().max(0) as usize,
         ..Limits::with_text_bytes(guc::MAX_DOCUMENT_BYTES.get().max(0) as usize)
     }
+}
+
+/// A document's metadata argument, refused (like the document) when over its size or nesting budget.
+pub fn read_metadata(file_name: &str, metadata: &JsonbArg) -> serde_json::Value {
+    metadata.parse("document metadata", &limits()).unwrap_or_else(|e| refuse(file_name, &e))
 }
 
 /// Refuse a document over one of its budgets: SQLSTATE 22023, the limit and the setting in the
@@ -264,14 +270,15 @@ pub fn short(name: &str) -> String {
 /// Ingest a text document synchronously: parse (plain text, Markdown, HTML), chunk, embed and store it
 /// in the caller's transaction. The same content again returns the same document id and adds nothing.
 #[pg_extern(parallel_unsafe)]
-fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonB, "'{}'")) -> Uuid {
-    check_arguments(file_name, content.len(), &metadata.0);
+fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonbArg, "'{}'")) -> Uuid {
+    let metadata = read_metadata(file_name, &metadata);
+    check_arguments(file_name, content.len(), &metadata);
     let hash = content_hash(content.as_bytes());
     store::lock_hash(&hash);
     if let Some(existing) = store::find_by_hash(&hash, None, None) {
         return existing;
     }
-    let doc = prepare_text(file_name, content, content.len(), hash, metadata.0);
+    let doc = prepare_text(file_name, content, content.len(), hash, metadata);
     store::insert_document(&doc)
 }
 

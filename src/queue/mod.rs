@@ -10,6 +10,7 @@ pub mod worker;
 use crate::errors::{self, SpiOk};
 use crate::ingest::{self, store};
 use pgrx::prelude::*;
+use crate::jsonb_arg::JsonbArg;
 use pgrx::{JsonB, Uuid};
 
 const CREATE_BATCH: &str = "INSERT INTO rag.job_batches (total_tasks) VALUES ($1) RETURNING id";
@@ -32,7 +33,8 @@ WHERE t.batch_id = $1 AND t.status = 'failed' AND t.content IS NOT NULL";
 /// Queue files for ingestion; returns the batch id. Runs in the caller's transaction: a rollback
 /// takes the batch, its tasks and its messages with it.
 #[pg_extern(parallel_unsafe)]
-fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, metadata: default!(JsonB, "'{}'")) -> Uuid {
+fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, metadata: default!(JsonbArg, "'{}'")) -> Uuid {
+    let metadata = JsonB(ingest::read_metadata("(upload)", &metadata));
     let contents: Vec<Option<&[u8]>> = contents.iter().collect();
     if file_names.len() != contents.len() {
         errors::invalid(
@@ -115,13 +117,14 @@ fn retry_failed(batch_id: Uuid) -> i64 {
 
 /// Ingest a binary document (PDF, DOCX, HTML, Markdown, text) synchronously.
 #[pg_extern(parallel_unsafe, name = "ingest_document")]
-fn ingest_document_bytes(file_name: &str, content: &[u8], metadata: default!(JsonB, "'{}'")) -> Uuid {
+fn ingest_document_bytes(file_name: &str, content: &[u8], metadata: default!(JsonbArg, "'{}'")) -> Uuid {
+    let metadata = ingest::read_metadata(file_name, &metadata);
     let hash = ingest::content_hash(content);
     store::lock_hash(&hash);
     if let Some(existing) = store::find_by_hash(&hash, None, None) {
         return existing;
     }
-    let mut doc = task::prepare_file(file_name, content, metadata.0);
+    let mut doc = task::prepare_file(file_name, content, metadata);
     ingest::embed_all(&mut doc);
     store::insert_document(&doc)
 }

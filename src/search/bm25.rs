@@ -17,11 +17,10 @@ WITH hits AS (
     ORDER BY pdb.score(id) DESC
     LIMIT $2
 )
-SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, h.score::float8, c.metadata
-FROM hits h
-JOIN rag.chunks c ON c.id = h.id
-JOIN rag.document_files d ON d.id = c.document_id
-ORDER BY h.score DESC, c.id";
+SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, hit.score::float8, c.metadata
+FROM hits hit
+{ROW_BY_ID}
+ORDER BY hit.score DESC, c.id";
 
 /// Run BM25 and return rows best first.
 pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
@@ -30,7 +29,8 @@ pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
     }
     let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
     Spi::connect(|client| {
-        let table = client.select(BM25_SEARCH, None, &[query.into(), (k as i64).into()])?;
+        let sql = BM25_SEARCH.replace("{ROW_BY_ID}", super::ROW_BY_ID);
+        let table = client.select(sql.as_str(), None, &[query.into(), (k as i64).into()])?;
         table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, _>>()
     })
     .or_raise("BM25 search")

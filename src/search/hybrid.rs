@@ -12,6 +12,7 @@ use crate::errors::{self, SpiOk};
 use crate::guc;
 use crate::queue::subxact;
 use pgrx::prelude::*;
+use crate::jsonb_arg::JsonbArg;
 use pgrx::{JsonB, Uuid};
 
 /// Default candidates per leg when the caller passes NULL.
@@ -19,7 +20,7 @@ pub const DEFAULT_CANDIDATES: i32 = 100;
 
 /// `{D}` is the model's dimension (integer), `{BM25}` is `BM25_LEG` or `NO_BM25_LEG`, `{FILTER_B}` /
 /// `{FILTER_V}` are either empty or the fixed text `AND metadata @> $4`: nothing from the caller is
-/// formatted into the statement.
+/// formatted into the statement. `{ROW_BY_ID}` is the fixed lookup of each hit's columns (`super::ROW_BY_ID`).
 const HYBRID_SEARCH: &str = "\
 WITH bm25 AS ({BM25}), vec AS (
     SELECT id, row_number() OVER (ORDER BY distance, id) AS r
@@ -28,17 +29,16 @@ WITH bm25 AS ({BM25}), vec AS (
           WHERE embedding_model = $3 {FILTER_V}
           ORDER BY embedding::vector({D}) <=> $2::real[]::vector({D})
           LIMIT $6) v
-), fused AS (
+), fused AS MATERIALIZED (
     SELECT coalesce(b.id, v.id) AS id, b.r AS bm25_rank, v.r AS vector_rank,
            coalesce($7 / ($9 + b.r), 0) + coalesce($8 / ($9 + v.r), 0) AS score
     FROM bm25 b FULL JOIN vec v ON v.id = b.id
 )
-SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, f.score::float8, c.metadata,
-       f.bm25_rank::int, f.vector_rank::int
-FROM fused f
-JOIN rag.chunks c ON c.id = f.id
-JOIN rag.document_files d ON d.id = c.document_id
-ORDER BY f.score DESC, least(coalesce(f.bm25_rank, 2147483647), coalesce(f.vector_rank, 2147483647)), c.chunk_index, f.id
+SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, hit.score::float8, c.metadata,
+       hit.bm25_rank::int, hit.vector_rank::int
+FROM fused hit
+{ROW_BY_ID}
+ORDER BY hit.score DESC, least(coalesce(hit.bm25_rank, 2147483647), coalesce(hit.vector_rank, 2147483647)), c.chunk_index, hit.id
 LIMIT $10";
 
 const BM25_LEG: &str = "\
@@ -110,6 +110,7 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
             .replace("{D}", &dims.to_string())
             .replace("{FILTER_B}", filter_sql)
             .replace("{FILTER_V}", filter_sql)
+            .replace("{ROW_BY_ID}", super::ROW_BY_ID)
     };
     let sql = statement(BM25_LEG);
     let filter = p.filter.clone().unwrap_or_else(|| serde_json::json!({}));
@@ -170,7 +171,7 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
 fn hybrid_search(
     query: &str,
     k: default!(i32, 10),
-    filter: default!(Option<JsonB>, "NULL"),
+    filter: default!(Option<JsonbArg>, "NULL"),
     bm25_weight: default!(f64, 1.0),
     vector_weight: default!(f64, 1.0),
     rrf_k: default!(i32, 60),
@@ -191,7 +192,11 @@ fn hybrid_search(
 > {
     let params = HybridParams {
         k,
-        filter: filter.map(|j| j.0),
+        filter: filter.map(|f| {
+            f.parse("search filter", &crate::ingest::limits()).unwrap_or_else(|e| {
+                errors::invalid(format!("{e}"), "Filter on fewer, flatter metadata keys.")
+            })
+        }),
         bm25_weight,
         vector_weight,
         rrf_k,

@@ -16,17 +16,16 @@ WITH hits AS (
     ORDER BY embedding::vector({D}) <=> $1::real[]::vector({D})
     LIMIT $3
 )
-SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, (1 - h.distance)::float8, c.metadata
-FROM hits h
-JOIN rag.chunks c ON c.id = h.id
-JOIN rag.document_files d ON d.id = c.document_id
-ORDER BY h.distance, c.id";
+SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, (1 - hit.distance)::float8, c.metadata
+FROM hits hit
+{ROW_BY_ID}
+ORDER BY hit.distance, c.id";
 
 pub fn vector_rows(query: &str, k: i32) -> Vec<SearchRow> {
     let Some((qv, model, dims)) = query_embedding(query) else {
         return Vec::new();
     };
-    let sql = VECTOR_SEARCH.replace("{D}", &dims.to_string());
+    let sql = VECTOR_SEARCH.replace("{D}", &dims.to_string()).replace("{ROW_BY_ID}", super::ROW_BY_ID);
     let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(k));
     // The vector leg never needs pg_search: with its planner hook off, a damaged BM25 index (see
     // verify.rs) cannot fail vector searches too.

@@ -572,12 +572,6 @@ def judge_queue(expect, conn, batch, size):
 
 # Known gaps, each with its reason; they stay in the suite so that a fix shows up as XPASS.
 KNOWN_GAPS = {
-    "hybrid-filter-depth-5000": "pgrx converts a jsonb argument through serde_json, whose 128-level recursion "
-                                "limit makes a deeper document a clean ERROR but with SQLSTATE XX000 (internal); "
-                                "fix: take jsonb arguments as raw datums and check their depth first",
-    "meta-depth-5000": "same as hybrid-filter-depth-5000: pgrx's jsonb argument conversion (serde_json recursion limit)",
-    "meta-100000-keys": "refused (over rag.max_metadata_bytes) with a clean error, but pgrx has already converted the "
-                        "1.6 MB jsonb into a serde_json map (~10x) before the check can run",
     "text-2MB-one-sentence": "bounded and linear, but ~19x a 2 MB input: copies in parse, chunk units per word, the "
                              "provider request and the INSERT arguments; needs streaming chunk → embed → store",
     "text-3MB-one-grapheme": "bounded and linear, but ~12x a 3 MB input (same copies as text-2MB-one-sentence)",

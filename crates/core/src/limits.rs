@@ -145,6 +145,37 @@ pub fn check_metadata_budget(metadata_bytes: usize, n_chunks: usize, limits: &Li
 }
 
 /// An input over one of the [`Limits`]. `value` is how much was seen when the limit was crossed
+/// The nesting depth of JSON text (objects and arrays; brackets inside strings do not count), scanning
+/// only until the depth exceeds `stop`: linear in the text, constant memory, no recursion.
+pub fn json_depth(text: &str, stop: usize) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > stop {
+                    return deepest;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// (processing stops there, so the real total may be larger).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitExceeded {
@@ -227,6 +258,16 @@ impl std::error::Error for LimitExceeded {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        assert_eq!(json_depth("1", 64), 0);
+        assert_eq!(json_depth(r#"{"a": [1, {"b": 2}]}"#, 64), 3);
+        assert_eq!(json_depth(r#"{"a": "[[[{{{", "b": "\\\"[["}"#, 64), 1);
+        let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(json_depth(&deep, 64), 65); // stops counting past the limit
+        assert_eq!(json_depth(&format!("{}{}", "{\"a\": ".repeat(10), "}".repeat(10)), 64), 10);
+    }
 
     #[test]
     fn text_error_names_the_setting() {

@@ -12,7 +12,8 @@
 -- * rag_worker  the role the background worker acts as (a member of rag_admin).
 -- Rows carry `owner` (the role that wrote them) and `tenant` (rag.set_tenant(), '' when none). A role sees
 -- the rows of its current tenant owned by itself or by roles it is a member of; rag_admin sees all. Functions run as the caller (SECURITY INVOKER)
--- except the three below marked SECURITY DEFINER, which write shared state and pin search_path.
+-- except the four below marked SECURITY DEFINER (three write shared state, one reads the worker's
+-- process list); each pins search_path.
 
 -- 1. Group roles. Roles belong to the cluster, not to a database: created when missing, kept on DROP EXTENSION.
 DO $$
@@ -212,12 +213,78 @@ BEGIN
     RETURN new_id;
 END $$;
 
--- 7. Privileges. Nothing for PUBLIC but rag.current_tenant() and rag.visible_owners() (row-level security
+-- 7. Operations: what the queue, the vectors, the indexes and the worker are doing, in one call.
+CREATE OR REPLACE FUNCTION rag.embedding_model_id() RETURNS text
+STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'embedding_model_id_wrapper';
+COMMENT ON FUNCTION rag.embedding_model_id() IS
+  'The provider/model id of the configured embedder (what new vectors are stored as), without loading it.';
+
+-- The worker processes of this database (SECURITY DEFINER: pg_stat_activity hides other roles' backends
+-- from roles without pg_read_all_stats).
+CREATE FUNCTION rag._worker_processes(OUT n bigint, OUT pids text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*), string_agg(a.pid::text || ' since ' || a.backend_start::text, ', ' ORDER BY a.pid)
+    FROM pg_stat_activity a WHERE a.backend_type = 'ragbench worker' AND a.datname = current_database()
+$$;
+
+CREATE FUNCTION rag.status()
+RETURNS TABLE (section text, metric text, value bigint, detail text)
+LANGUAGE sql STABLE
+AS $$
+    WITH q AS (SELECT count(*) AS depth, max(now() - enqueued_at) AS oldest,
+                      count(*) FILTER (WHERE vt > now()) AS invisible
+               FROM pgmq.q_rag_documents),
+         t AS (SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+                      count(*) FILTER (WHERE status = 'processing') AS processing,
+                      count(*) FILTER (WHERE status = 'failed') AS failed,
+                      max(updated_at) FILTER (WHERE status IN ('completed', 'failed')) AS last_done
+               FROM rag.job_tasks),
+         last_failure AS (SELECT file_name, error_message, updated_at FROM rag.job_tasks
+                          WHERE status = 'failed' ORDER BY updated_at DESC LIMIT 1),
+         c AS (SELECT count(*) AS chunks, count(*) FILTER (WHERE embedding IS NULL) AS missing,
+                      count(*) FILTER (WHERE embedding IS NOT NULL AND embedding_model <> rag.embedding_model_id()) AS stale
+               FROM rag.chunks),
+         seg AS (SELECT count(*) AS segments, coalesce(sum(num_docs), 0) AS docs
+                 FROM paradedb.index_info('rag.chunks_bm25') WHERE visible AND NOT recyclable),
+         w AS (SELECT * FROM rag._worker_processes())
+    SELECT * FROM (VALUES
+        ('queue', 'messages', (SELECT depth FROM q), 'in pgmq queue rag_documents'),
+        ('queue', 'messages in work', (SELECT invisible FROM q), 'claimed by a consumer (visibility timeout running)'),
+        ('queue', 'oldest message age s', (SELECT extract(epoch FROM oldest)::bigint FROM q), NULL),
+        ('queue', 'files pending', (SELECT pending FROM t), NULL),
+        ('queue', 'files processing', (SELECT processing FROM t), NULL),
+        ('queue', 'files failed', (SELECT failed FROM t), 'rag.batch_files() shows why; rag.retry_failed() queues them again'),
+        ('queue', 'dead letters', (SELECT count(*) FROM rag.dead_letters), 'malformed messages, see rag.dead_letters'),
+        ('documents', 'documents', (SELECT count(*) FROM rag.document_files), NULL),
+        ('documents', 'chunks', (SELECT chunks FROM c), NULL),
+        ('vectors', 'configured model', NULL, rag.embedding_model_id()),
+        ('vectors', 'missing', (SELECT missing FROM c), 'chunks without a vector; CALL rag.reembed_all()'),
+        ('vectors', 'stale', (SELECT stale FROM c), 'vectors of another model than the configured one; CALL rag.reembed_all()'),
+        ('indexes', 'bm25 segments', (SELECT segments FROM seg), 'pg_search segments of rag.chunks_bm25'),
+        ('indexes', 'bm25 bytes', pg_relation_size('rag.chunks_bm25'), NULL),
+        ('worker', 'processes', (SELECT n FROM w), (SELECT pids FROM w)),
+        ('worker', 'last file done age s', (SELECT extract(epoch FROM now() - last_done)::bigint FROM t),
+                   (SELECT last_done::text FROM t)),
+        ('worker', 'last failure age s', (SELECT extract(epoch FROM now() - updated_at)::bigint FROM last_failure),
+                   (SELECT file_name || ': ' || error_message FROM last_failure))
+    ) v(section, metric, value, detail)
+    UNION ALL
+    SELECT 'vectors', 'model ' || m.model, (SELECT count(*) FROM rag.chunks x WHERE x.embedding_model = m.model),
+           m.dimensions || ' dimensions, index ' || m.index_name || ', ' || pg_size_pretty(pg_relation_size(to_regclass('rag.' || quote_ident(m.index_name))))
+    FROM rag.embedding_models m
+$$;
+COMMENT ON FUNCTION rag.status() IS
+  'One row per measure: the queue (depth, age, pending, failed, dead letters), documents and chunks, vectors per model, missing and stale, the BM25 segments and sizes, the worker processes and their last file and failure. Counts follow row-level security: rag_admin sees all.';
+
+-- 8. Privileges. Nothing for PUBLIC but rag.current_tenant() and rag.visible_owners() (row-level security
 -- and column defaults call them).
 REVOKE ALL ON ALL TABLES IN SCHEMA rag FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA rag FROM PUBLIC;
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA rag FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION rag.current_tenant(), rag.visible_owners() TO PUBLIC;
+GRANT EXECUTE ON FUNCTION rag.embedding_model_id() TO rag_reader;
 GRANT USAGE ON SCHEMA rag TO rag_reader;
 
 -- reader: search, ask, embed, its own chat sessions

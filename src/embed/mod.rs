@@ -80,12 +80,7 @@ impl Settings {
 
     /// The model this provider will use: the setting, or the provider's default.
     fn effective_model(&self) -> &str {
-        match (&self.model, self.provider.as_str()) {
-            (Some(m), _) => m,
-            (None, "ollama") => "nomic-embed-text",
-            (None, "openai") => "text-embedding-3-small",
-            (None, _) => "all-MiniLM-L6-v2",
-        }
+        effective_model(&self.provider, self.model.as_deref())
     }
 
     fn build(&self) -> Result<Arc<dyn Embedder>, EmbedError> {
@@ -154,6 +149,27 @@ pub fn current() -> Arc<dyn Embedder> {
             report(err)
         }
     }
+}
+
+/// The model a provider uses: the setting, or the provider's default (the built-in provider has one).
+fn effective_model<'a>(provider: &str, model: Option<&'a str>) -> &'a str {
+    match (provider, model) {
+        ("builtin", _) => "all-MiniLM-L6-v2",
+        (_, Some(m)) => m,
+        ("ollama", None) => "nomic-embed-text",
+        ("openai", None) => "text-embedding-3-small",
+        (_, None) => "all-MiniLM-L6-v2",
+    }
+}
+
+/// `provider/model`, the id stored with each vector, of the configured embedder, without building it
+/// (no model is loaded, no key file read). SQL: `rag.embedding_model_id()`, created in
+/// sql/ragbench--0.3.0--0.4.0.sql.
+#[pg_extern(sql = false)]
+fn embedding_model_id() -> String {
+    let provider = guc::string(&guc::EMBEDDING_PROVIDER).unwrap_or_else(|| "builtin".into()).to_lowercase();
+    let model = guc::string(&guc::EMBEDDING_MODEL);
+    format!("{provider}/{}", effective_model(&provider, model.as_deref()))
 }
 
 /// Turn a provider error into a Postgres error with a hint that fits its cause.

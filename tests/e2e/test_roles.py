@@ -54,6 +54,9 @@ ROUTINES = {
     "rag.retry_failed(uuid)": ("admin", f"SELECT rag.retry_failed('{NIL}')"),
     "rag.verify(boolean)": ("admin", "SELECT * FROM rag.verify()"),
     "rag.cleanup_temporary_sessions()": ("admin", "SELECT rag.cleanup_temporary_sessions()"),
+    "rag.status()": ("admin", "SELECT * FROM rag.status()"),
+    "rag._worker_processes()": ("admin", "SELECT * FROM rag._worker_processes()"),
+    "rag.embedding_model_id()": ("reader", "SELECT rag.embedding_model_id()"),
 }
 
 # Every table, view and sequence: the lowest level that may read it (row-level security then decides which rows).
@@ -158,7 +161,7 @@ def test_security_definer_functions_pin_search_path(cluster):
         rows = su.execute("""SELECT p.oid::regprocedure::text, coalesce(array_to_string(p.proconfig, ','), '')
                              FROM pg_proc p WHERE p.pronamespace = 'rag'::regnamespace AND p.prosecdef""").fetchall()
     assert {r[0] for r in rows} == {"rag._register_model(text,integer,integer,integer)", "rag._enqueue_batch(uuid)",
-                                    "rag.verify(boolean)"}
+                                    "rag.verify(boolean)", "rag._worker_processes()"}
     for name, config in rows:
         assert config == "search_path=pg_catalog, pg_temp", (name, config)
 

@@ -347,8 +347,32 @@ fn fuzz(target: &str, seconds: u64, seed_dir: &Path, seed: u64) -> Report {
     r
 }
 
+/// `fuzz replay <target> <file>...`: run saved inputs once each (findings, regression candidates) and
+/// print how long each took and what came out.
+fn replay(target: &str, files: &[String]) {
+    for f in files {
+        let Ok(bytes) = std::fs::read(f) else {
+            eprintln!("{f}: cannot read");
+            continue;
+        };
+        let t0 = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_target(target, &bytes)));
+        let took = t0.elapsed();
+        match outcome {
+            Err(_) => println!("{f}: CRASH after {took:?}"),
+            Ok(o) => println!("{f}: {took:?}, {} bytes, shape {}{}", bytes.len(), o.shape,
+                              o.overrun.map(|w| format!(", OVERRUN {w}")).unwrap_or_default()),
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("replay") && args.len() >= 3 {
+        std::panic::set_hook(Box::new(|_| {}));
+        replay(&args[1], &args[2..]);
+        return;
+    }
     let which = args.first().map(String::as_str).unwrap_or("all");
     let seconds: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60);
     let seed_dir = PathBuf::from(args.get(2).cloned().unwrap_or_else(|| "tests/fixtures/formats".into()));

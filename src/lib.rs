@@ -9,6 +9,7 @@
 //! - `queue`    pgmq ingestion queue, the background worker, batch progress
 //! - `chat`     rag.ask: grounded answers in a chat session (sessions themselves are sql/chat.sql)
 //! - `jsonb_arg` jsonb arguments checked for size and depth before they are parsed
+//! - `read`     read-only SPI lookups (no transaction id), hot-standby detection
 //! - `tenant`   rag.set_tenant / rag.current_tenant: the tenant of a transaction, for row-level security
 //!
 //! The schema is `sql/schema.sql`; upgrades are `sql/ragbench--<from>--<to>.sql`. Roles, owners, tenants
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod interrupts;
 pub mod jsonb_arg;
 pub mod queue;
+mod read;
 pub mod search;
 mod secrets;
 pub mod tenant;

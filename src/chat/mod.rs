@@ -122,6 +122,7 @@ fn prefix_chars(s: &str, max: usize) -> &str {
 /// Answer `question` in session `session_id` from the documents: `{answer, sources, model, search_query}`.
 #[pg_extern(parallel_unsafe)]
 fn ask(session_id: Uuid, question: &str, k: default!(i32, 5)) -> JsonB {
+    crate::read::require_primary("rag.ask (it appends the question and the answer to the session)");
     if question.trim().is_empty() {
         errors::invalid("question must not be empty", "Ask something about your documents.");
     }
@@ -131,14 +132,17 @@ fn ask(session_id: Uuid, question: &str, k: default!(i32, 5)) -> JsonB {
     Spi::run_with_args(ENSURE_SESSION, &[session_id.into()]).or_raise("creating the session");
     // A session id that exists but is not the caller's (row-level security hides it) is refused like
     // rag.chat_append refuses it, without saying whose it is.
-    let (search_type, session_model) = match Spi::get_two_with_args::<String, String>(SESSION, &[session_id.into()]) {
-        Ok(row) => row,
-        Err(pgrx::spi::SpiError::InvalidPosition) => errors::raise(
+    let (search_type, session_model) = match crate::read::two::<String, String>(SESSION, &[session_id.into()])
+        .or_raise("reading the session")
+    {
+        Some(row) => row,
+        // A session id that exists but is not the caller's (row-level security hides it) is refused like
+        // rag.chat_append refuses it, without saying whose it is.
+        None => errors::raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("chat session {session_id} is not one of this role's sessions (in this tenant)"),
             "Start a new session with another id.",
         ),
-        Err(e) => Err::<(Option<String>, Option<String>), _>(e).or_raise("reading the session"),
     };
     let search_type = search_type.unwrap_or_else(|| "hybrid".into());
     let history: Vec<prompt::Turn> = Spi::connect(|client| {

@@ -271,6 +271,7 @@ pub fn short(name: &str) -> String {
 /// in the caller's transaction. The same content again returns the same document id and adds nothing.
 #[pg_extern(parallel_unsafe)]
 fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonbArg, "'{}'")) -> Uuid {
+    crate::read::require_primary("rag.ingest_document");
     let metadata = read_metadata(file_name, &metadata);
     check_arguments(file_name, content.len(), &metadata);
     let hash = content_hash(content.as_bytes());
@@ -285,6 +286,7 @@ fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonbArg, 
 /// Delete a document and its chunks. Returns false when no document has that id.
 #[pg_extern(parallel_unsafe)]
 fn delete_document(document_id: Uuid) -> bool {
+    crate::read::require_primary("rag.delete_document");
     store::delete_document(document_id)
 }
 
@@ -293,6 +295,7 @@ fn delete_document(document_id: Uuid) -> bool {
 /// Runs in the caller's transaction; pass `max_chunks` to work in slices.
 #[pg_extern(parallel_unsafe)]
 fn reembed(max_chunks: default!(Option<i64>, "NULL")) -> i64 {
+    crate::read::require_primary("rag.reembed");
     let limit = max_chunks.unwrap_or(i64::MAX);
     if limit < 1 {
         errors::invalid(format!("max_chunks must be at least 1, got {limit}"), "Pass NULL to re-embed everything.");

@@ -156,8 +156,7 @@ pub fn vector_literal(v: &[f32]) -> String {
 
 /// The dimension recorded for a model, if it has stored vectors.
 pub fn model_dimensions(model: &str) -> Option<usize> {
-    Spi::get_one_with_args::<i32>(MODEL_DIMENSIONS, &[model.into()])
-        .no_row_is_none()
+    crate::read::one::<i32>(MODEL_DIMENSIONS, &[model.into()])
         .or_raise("reading rag.embedding_models")
         .map(|d| d as usize)
 }

@@ -34,6 +34,7 @@ WHERE t.batch_id = $1 AND t.status = 'failed' AND t.content IS NOT NULL";
 /// takes the batch, its tasks and its messages with it.
 #[pg_extern(parallel_unsafe)]
 fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, metadata: default!(JsonbArg, "'{}'")) -> Uuid {
+    crate::read::require_primary("rag.upload");
     let metadata = JsonB(ingest::read_metadata("(upload)", &metadata));
     let contents: Vec<Option<&[u8]>> = contents.iter().collect();
     if file_names.len() != contents.len() {
@@ -70,6 +71,7 @@ fn upload(file_names: Vec<Option<String>>, contents: pgrx::Array<'_, &[u8]>, met
 /// up on because its processing died `rag.max_attempts` times is failed without being processed.
 #[pg_extern(parallel_unsafe)]
 fn process_queue(max_messages: default!(i32, 10)) -> i32 {
+    crate::read::require_primary("rag.process_queue");
     if max_messages < 1 {
         errors::invalid(format!("max_messages must be at least 1, got {max_messages}"), "");
     }
@@ -105,6 +107,7 @@ fn process_queue(max_messages: default!(i32, 10)) -> i32 {
 /// Send the failed files of a batch to the queue again (attempts reset). Returns how many.
 #[pg_extern(parallel_unsafe)]
 fn retry_failed(batch_id: Uuid) -> i64 {
+    crate::read::require_primary("rag.retry_failed");
     let before = Spi::get_one_with_args::<i64>(
         "SELECT count(*) FROM rag.job_tasks WHERE batch_id = $1 AND status = 'failed' AND content IS NOT NULL",
         &[batch_id.into()],
@@ -118,6 +121,7 @@ fn retry_failed(batch_id: Uuid) -> i64 {
 /// Ingest a binary document (PDF, DOCX, HTML, Markdown, text) synchronously.
 #[pg_extern(parallel_unsafe, name = "ingest_document")]
 fn ingest_document_bytes(file_name: &str, content: &[u8], metadata: default!(JsonbArg, "'{}'")) -> Uuid {
+    crate::read::require_primary("rag.ingest_document");
     let metadata = ingest::read_metadata(file_name, &metadata);
     let hash = ingest::content_hash(content);
     store::lock_hash(&hash);

@@ -69,13 +69,13 @@ fn worker_role() -> Option<String> {
 fn ready_to_work(said_missing_role: &mut bool) -> bool {
     let role = worker_role();
     let (extension, role_ok) = in_transaction(|| {
-        let ext = Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')")
+        let ext = crate::read::one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')", &[])
             .ok()
             .flatten()
             .unwrap_or(false);
         let role_ok = match &role {
             None => true,
-            Some(r) => Spi::get_one_with_args::<bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[r.as_str().into()])
+            Some(r) => crate::read::one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[r.as_str().into()])
                 .ok()
                 .flatten()
                 .unwrap_or(false),

@@ -27,6 +27,13 @@ pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
     if query.trim().is_empty() {
         return Vec::new();
     }
+    if crate::read::on_standby() {
+        crate::errors::raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "BM25 search is not available on a hot standby: community pg_search 0.21.14 does not WAL-log its index",
+            "Run BM25 searches on the primary; rag.vector_search and rag.hybrid_search (vector leg only) work here.",
+        );
+    }
     let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
     Spi::connect(|client| {
         let sql = BM25_SEARCH.replace("{ROW_BY_ID}", super::ROW_BY_ID);

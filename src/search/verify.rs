@@ -43,7 +43,7 @@ pub struct Health {
 }
 
 fn count(sql: &str) -> i64 {
-    Spi::get_one::<i64>(sql).or_raise("counting chunks").unwrap_or(0)
+    crate::read::one::<i64>(sql, &[]).or_raise("counting chunks").unwrap_or(0)
 }
 
 /// Check the BM25 index against the table; with `repair`, re-index missing rows or rebuild a damaged

@@ -69,28 +69,30 @@ fn retrieve(search_type: &str, query: &str, k: i32) -> Vec<Hit> {
 /// The configured LLM, or `None` for the extractive generator.
 fn chat_model(session_model: Option<String>) -> Option<Box<dyn ChatModel>> {
     let provider = guc::string(&guc::LLM_PROVIDER).unwrap_or_else(|| "extractive".into()).to_lowercase();
-    let cfg = |default_url: &str, default_model: &str| llm::LlmConfig {
+    let (default_url, default_model) = match provider.as_str() {
+        "extractive" => return None,
+        "ollama" => ("http://127.0.0.1:11434", "llama3.2"),
+        "openai" => ("https://api.openai.com", "gpt-4o-mini"),
+        other => errors::invalid(
+            format!("unknown rag.llm_provider '{other}'"),
+            "Set rag.llm_provider to extractive, ollama or openai.",
+        ),
+    };
+    let model = session_model.or_else(|| guc::string(&guc::LLM_MODEL)).unwrap_or_else(|| default_model.to_string());
+    crate::secrets::require_allowed(&guc::ALLOWED_LLM_MODELS, "rag.allowed_llm_models", &provider, &model);
+    let cfg = llm::LlmConfig {
         base_url: guc::string(&guc::LLM_URL).unwrap_or_else(|| default_url.to_string()),
-        model: session_model.clone().or_else(|| guc::string(&guc::LLM_MODEL)).unwrap_or_else(|| default_model.to_string()),
+        model,
         api_key: crate::secrets::api_key(&guc::LLM_URL, &guc::LLM_API_KEY_FILE, "rag.llm_url", "rag.llm_api_key_file"),
         timeout: Duration::from_millis(crate::secrets::capped_timeout_ms(guc::LLM_TIMEOUT_MS.get())),
         max_retries: crate::secrets::capped_retries(guc::LLM_MAX_RETRIES.get()),
         temperature: 0.1,
         max_tokens: None,
     };
-    if provider != "extractive" {
-        let default_model = if provider == "ollama" { "llama3.2" } else { "gpt-4o-mini" };
-        let model = session_model.clone().or_else(|| guc::string(&guc::LLM_MODEL)).unwrap_or_else(|| default_model.to_string());
-        crate::secrets::require_allowed(&guc::ALLOWED_LLM_MODELS, "rag.allowed_llm_models", &provider, &model);
-    }
-    let built: Result<Box<dyn ChatModel>, llm::ChatError> = match provider.as_str() {
-        "extractive" => return None,
-        "ollama" => llm::OllamaChat::new(cfg("http://127.0.0.1:11434", "llama3.2")).map(|m| Box::new(m) as Box<dyn ChatModel>),
-        "openai" => llm::OpenAiChat::new(cfg("https://api.openai.com", "gpt-4o-mini")).map(|m| Box::new(m) as Box<dyn ChatModel>),
-        other => errors::invalid(
-            format!("unknown rag.llm_provider '{other}'"),
-            "Set rag.llm_provider to extractive, ollama or openai.",
-        ),
+    let built: Result<Box<dyn ChatModel>, llm::ChatError> = if provider == "ollama" {
+        llm::OllamaChat::new(cfg).map(|m| Box::new(m) as Box<dyn ChatModel>)
+    } else {
+        llm::OpenAiChat::new(cfg).map(|m| Box::new(m) as Box<dyn ChatModel>)
     };
     match built {
         Ok(m) => Some(m),
@@ -130,8 +132,6 @@ fn ask(session_id: Uuid, question: &str, k: default!(i32, 5)) -> JsonB {
         errors::invalid(format!("k must be between 1 and 50, got {k}"), "5 sources usually suffice.");
     }
     Spi::run_with_args(ENSURE_SESSION, &[session_id.into()]).or_raise("creating the session");
-    // A session id that exists but is not the caller's (row-level security hides it) is refused like
-    // rag.chat_append refuses it, without saying whose it is.
     let (search_type, session_model) = match crate::read::two::<String, String>(SESSION, &[session_id.into()])
         .or_raise("reading the session")
     {

@@ -46,7 +46,7 @@ struct Settings {
 impl Settings {
     fn read() -> Self {
         Settings {
-            provider: guc::string(&guc::EMBEDDING_PROVIDER).unwrap_or_else(|| "builtin".into()).to_lowercase(),
+            provider: configured_provider(),
             model: guc::string(&guc::EMBEDDING_MODEL),
             url: guc::string(&guc::EMBEDDING_URL),
             api_key: crate::secrets::api_key(
@@ -84,9 +84,9 @@ impl Settings {
     }
 
     fn build(&self) -> Result<Arc<dyn Embedder>, EmbedError> {
-        let http_config = |default_url: &str, default_model: &str| http::HttpConfig {
+        let http_config = |default_url: &str| http::HttpConfig {
             base_url: self.url.clone().unwrap_or_else(|| default_url.to_string()),
-            model: self.model.clone().unwrap_or_else(|| default_model.to_string()),
+            model: self.effective_model().to_string(),
             api_key: self.api_key.clone(),
             timeout: Duration::from_millis(self.timeout_ms.max(1) as u64),
             max_retries: self.max_retries.max(0) as u32,
@@ -106,14 +106,8 @@ impl Settings {
                 }
                 Ok(Arc::new(builtin::BuiltinEmbedder::load(&self.model_dir)?))
             }
-            "ollama" => Ok(Arc::new(http::OllamaEmbedder::new(http_config(
-                "http://127.0.0.1:11434",
-                "nomic-embed-text",
-            ))?)),
-            "openai" => Ok(Arc::new(http::OpenAiEmbedder::new(http_config(
-                "https://api.openai.com",
-                "text-embedding-3-small",
-            ))?)),
+            "ollama" => Ok(Arc::new(http::OllamaEmbedder::new(http_config("http://127.0.0.1:11434"))?)),
+            "openai" => Ok(Arc::new(http::OpenAiEmbedder::new(http_config("https://api.openai.com"))?)),
             other => errors::invalid(
                 format!("unknown rag.embedding_provider '{other}'"),
                 "Set rag.embedding_provider to builtin, ollama or openai.",
@@ -151,6 +145,11 @@ pub fn current() -> Arc<dyn Embedder> {
     }
 }
 
+/// `rag.embedding_provider`, lower-cased.
+fn configured_provider() -> String {
+    guc::string(&guc::EMBEDDING_PROVIDER).unwrap_or_else(|| "builtin".into()).to_lowercase()
+}
+
 /// The model a provider uses: the setting, or the provider's default (the built-in provider has one).
 fn effective_model<'a>(provider: &str, model: Option<&'a str>) -> &'a str {
     match (provider, model) {
@@ -167,7 +166,7 @@ fn effective_model<'a>(provider: &str, model: Option<&'a str>) -> &'a str {
 /// sql/ragbench--0.3.0--0.4.0.sql.
 #[pg_extern(sql = false)]
 fn embedding_model_id() -> String {
-    let provider = guc::string(&guc::EMBEDDING_PROVIDER).unwrap_or_else(|| "builtin".into()).to_lowercase();
+    let provider = configured_provider();
     let model = guc::string(&guc::EMBEDDING_MODEL);
     format!("{provider}/{}", effective_model(&provider, model.as_deref()))
 }

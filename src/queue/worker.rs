@@ -69,18 +69,15 @@ fn worker_role() -> Option<String> {
 fn ready_to_work(said_missing_role: &mut bool) -> bool {
     let role = worker_role();
     let (extension, role_ok) = in_transaction(|| {
-        let ext = crate::read::one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')", &[])
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-        let role_ok = match &role {
-            None => true,
-            Some(r) => crate::read::one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", &[r.as_str().into()])
-                .ok()
-                .flatten()
-                .unwrap_or(false),
-        };
-        (ext, role_ok)
+        crate::read::two::<bool, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench'),
+                    $1::text IS NULL OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+            &[role.as_deref().into()],
+        )
+        .ok()
+        .flatten()
+        .map(|(e, r)| (e.unwrap_or(false), r.unwrap_or(false)))
+        .unwrap_or((false, false))
     });
     if extension && !role_ok {
         if !*said_missing_role {

@@ -145,15 +145,19 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
     if bm25_limit == 0 || vec_limit == 0 {
         return run(&sql, bm25_limit);
     }
+    let vector_only = || {
+        // pg_search's planner hook reads the index for any query on the table: keep it out.
+        let _off = super::ScopedSettings::new();
+        _off.set(c"paradedb.enable_custom_scan", "off");
+        run(&statement(NO_BM25_LEG), 0)
+    };
     if crate::read::on_standby() {
         errors::warn(
             "this server is a hot standby, so rag.hybrid_search answered from the vector leg only: community \
              pg_search 0.21.14 does not WAL-log its BM25 index, and cannot read it on a standby",
             "Run searches that need BM25 on the primary. The tables and the vector index follow the primary.",
         );
-        let _off = super::ScopedSettings::new();
-        _off.set(c"paradedb.enable_custom_scan", "off");
-        return run(&statement(NO_BM25_LEG), 0);
+        return vector_only();
     }
     // A damaged BM25 index (pg_search 0.21 does not WAL-log it; see rag.verify) must not take the
     // vector leg down with it: answer from the leg that works, and say so. Cancel and timeouts are
@@ -166,10 +170,7 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
                 "The BM25 index rag.chunks_bm25 needs repair: SELECT * FROM rag.verify(repair => true) (the background \
                  worker also repairs it when it starts, with rag.bm25_auto_repair on).",
             );
-            // pg_search's planner hook reads the index for any query on the table: keep it out.
-            let _off = super::ScopedSettings::new();
-            _off.set(c"paradedb.enable_custom_scan", "off");
-            run(&statement(NO_BM25_LEG), 0)
+            vector_only()
         }
     }
 }

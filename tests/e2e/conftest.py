@@ -4,6 +4,7 @@ test session, stopped at the end.
 
 Tests that act as an application connect as ordinary LOGIN roles that are granted one of the extension's
 group roles and nothing else (APP_ROLES); the superuser only configures the server and inspects it."""
+import contextlib
 import os
 import subprocess
 import uuid
@@ -14,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = Path("/usr/share/doc/postgresql-doc-15/html")
+PG_BIN = ROOT / ".stack" / "pg" / "bin"
+RUN_USER = "ragbench"  # the OS user that runs the test servers (PostgreSQL refuses root)
 
 # LOGIN role -> the one group role it is granted. app_reader also reads what app_writer ingests (role
 # membership without inherited rights or SET ROLE: the documented way to share a corpus).
@@ -77,6 +80,35 @@ def db(su, cluster):
     """The application's connection: app_writer (granted rag_writer only), no documents left by other tests."""
     with cluster.connect_as("app_writer") as conn:
         yield conn
+
+
+def as_run_user(cmd, check=True):
+    """Run a server command (initdb, pg_ctl, pg_basebackup) as RUN_USER."""
+    prefix = ["sudo", "-u", RUN_USER, "--"] if os.geteuid() == 0 else []
+    return subprocess.run(prefix + cmd, check=check, capture_output=True, text=True)
+
+
+def stop_server(data):
+    """Stop a test server of our own at once, whatever state it is in."""
+    as_run_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], check=False)
+
+
+@contextlib.contextmanager
+def extension_database(cluster, name):
+    """A fresh database `name` with the extension (one the background worker does not serve); yields the
+    URL without its database name, dropped afterwards."""
+    with cluster.connect() as su:
+        su.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        su.execute(f"CREATE DATABASE {name}")
+    base = cluster.url.rsplit("/", 1)[0]
+    with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
+        conn.execute("SET client_min_messages = warning")
+        conn.execute("CREATE EXTENSION ragbench CASCADE")
+    try:
+        yield base
+    finally:
+        with cluster.connect() as su:
+            su.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def reply_json(handler, status: int, body: bytes):

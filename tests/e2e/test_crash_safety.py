@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import ROOT, reply_json
+from conftest import ROOT, extension_database, reply_json
 from test_queue import upload, worker_pid
 from test_queue import wait_done as wait_done_as
 
@@ -99,19 +99,10 @@ def reconnect(cluster, timeout=120):
 @pytest.fixture
 def side_db(cluster):
     """A database the background worker does not serve: rag.process_queue is its only consumer."""
-    with cluster.connect() as admin:
-        admin.execute("DROP DATABASE IF EXISTS side_queue WITH (FORCE)")
-        admin.execute("CREATE DATABASE side_queue")
-    base = cluster.url.rsplit("/", 1)[0]
-    conn = psycopg.connect(f"{base}/side_queue", autocommit=True)
-    conn.execute("SET client_min_messages = warning")
-    conn.execute("CREATE EXTENSION ragbench CASCADE")
-    try:
-        yield conn
-    finally:
-        conn.close()
-        with cluster.connect() as admin:
-            admin.execute("DROP DATABASE IF EXISTS side_queue WITH (FORCE)")
+    with extension_database(cluster, "side_queue") as base:
+        with psycopg.connect(f"{base}/side_queue", autocommit=True) as conn:
+            conn.execute("SET client_min_messages = warning")
+            yield conn
 
 
 # --- the queue ------------------------------------------------------------------------------------

@@ -10,18 +10,11 @@ import time
 
 import psycopg
 
-from conftest import ROOT
+from conftest import PG_BIN, ROOT, RUN_USER, as_run_user as as_user, stop_server
 
-PG_BIN = ROOT / ".stack" / "pg" / "bin"
 PSQL_DIR = "/usr/lib/postgresql/15/bin"
-RUN_USER = "ragbench"
 PORT = "55431"
 DB = "ragbench"  # POSTGRES_DB in docker/docker-compose.yml
-
-
-def as_user(cmd, **kw):
-    prefix = ["sudo", "-u", RUN_USER, "--"] if os.geteuid() == 0 else []
-    return subprocess.run(prefix + cmd, check=True, capture_output=True, text=True, **kw)
 
 
 def cmd_settings():
@@ -71,6 +64,5 @@ def test_the_image_configuration_processes_an_upload():
             assert status == "completed", log.read_text()[-2000:]
             assert c.execute("SELECT count(*) FROM rag.bm25_search('worker database', 5)").fetchone()[0] == 1
     finally:
-        subprocess.run((["sudo", "-u", RUN_USER, "--"] if os.geteuid() == 0 else []) +
-                       [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+        stop_server(data)
         shutil.rmtree(tmp_path, ignore_errors=True)

@@ -4,28 +4,18 @@ worker does not serve, so a queued file stays queued until rag.process_queue tak
 import psycopg
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, extension_database
 
 FIX = ROOT / "tests" / "fixtures" / "formats"
 
 
 @pytest.fixture
 def ops_db(cluster):
-    with cluster.connect() as su:
-        su.execute("DROP DATABASE IF EXISTS ops_status WITH (FORCE)")
-        su.execute("CREATE DATABASE ops_status")
-    base = cluster.url.rsplit("/", 1)[0]
-    with psycopg.connect(f"{base}/ops_status", autocommit=True) as su:
-        su.execute("SET client_min_messages = warning")
-        su.execute("CREATE EXTENSION ragbench CASCADE")
-    admin_url = cluster.url_as("app_admin").rsplit("/", 1)[0] + "/ops_status"
-    writer_url = cluster.url_as("app_writer").rsplit("/", 1)[0] + "/ops_status"
-    try:
+    with extension_database(cluster, "ops_status") as base:
+        admin_url = base.replace("postgresql://ragbench@", "postgresql://app_admin@", 1) + "/ops_status"
+        writer_url = base.replace("postgresql://ragbench@", "postgresql://app_writer@", 1) + "/ops_status"
         with psycopg.connect(admin_url, autocommit=True) as admin, psycopg.connect(writer_url, autocommit=True) as app:
             yield admin, app
-    finally:
-        with cluster.connect() as su:
-            su.execute("DROP DATABASE IF EXISTS ops_status WITH (FORCE)")
 
 
 def status(conn):

@@ -1,6 +1,7 @@
 """Roles (issue 10): what a plain LOGIN role granted rag_reader, rag_writer or rag_admin (and nothing else)
 may do. The functions and relations are read from the catalog, so a new function or table without a
 decision here fails the test: every object gets a deliberate level."""
+import contextlib
 import time
 import uuid
 
@@ -96,6 +97,11 @@ def conns(cluster):
             su.execute("DELETE FROM rag.embedding_models WHERE model = 'perm-matrix'")
 
 
+def expected(need):
+    """What each level should get for something `need` and the levels above it may do."""
+    return {lvl: "ok" if LEVELS.index(lvl) >= LEVELS.index(need) else "denied" for lvl in LEVELS}
+
+
 def outcome(conn, sql):
     try:
         conn.execute(sql)
@@ -124,36 +130,24 @@ def test_every_relation_has_a_decision(cluster):
 @pytest.mark.parametrize("routine", sorted(ROUTINES))
 def test_routine_matrix(conns, routine):
     need, sql = ROUTINES[routine]
-    got = {lvl: outcome(conns[lvl], sql) for lvl in LEVELS}
-    want = {lvl: "ok" if LEVELS.index(lvl) >= LEVELS.index(need) else "denied" for lvl in LEVELS}
-    assert got == want
+    assert {lvl: outcome(conns[lvl], sql) for lvl in LEVELS} == expected(need)
 
 
 @pytest.mark.parametrize("relation", sorted(RELATIONS))
 def test_relation_matrix(conns, relation):
     need = RELATIONS[relation]
     sql = f"SELECT nextval('rag.{relation}')" if relation.endswith("_seq") else f"SELECT count(*) FROM rag.{relation}"
-    got = {lvl: outcome(conns[lvl], sql) for lvl in LEVELS}
-    want = {lvl: "ok" if LEVELS.index(lvl) >= LEVELS.index(need) else "denied" for lvl in LEVELS}
-    assert got == want
+    assert {lvl: outcome(conns[lvl], sql) for lvl in LEVELS} == expected(need)
 
 
 @pytest.mark.parametrize("sql", sorted(DIRECT_WRITES))
 def test_shared_state_is_written_only_through_the_extension(conns, sql):
-    need = DIRECT_WRITES[sql]
+    want = expected(DIRECT_WRITES[sql])
     for lvl in LEVELS:
         conn = conns[lvl]
-        with conn.transaction(force_rollback=True) if lvl == "admin" else _nothing():
+        with conn.transaction(force_rollback=True) if lvl == "admin" else contextlib.nullcontext():
             got = outcome(conn, sql)
-        assert got == ("ok" if LEVELS.index(lvl) >= LEVELS.index(need) else "denied"), (lvl, got)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
+        assert got == want[lvl], (lvl, got)
 
 
 def test_security_definer_functions_pin_search_path(cluster):

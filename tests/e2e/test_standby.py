@@ -2,25 +2,16 @@
 vector leg follow the primary through WAL; community pg_search 0.21.14 does not WAL-log its BM25 index, so the
 standby's BM25 leg only knows the rows present when the standby was made, and says so with a WARNING. Writes
 fail with PostgreSQL's read-only error, and no ragbench worker runs on the standby."""
-import os
 import shutil
-import subprocess
 import time
 import uuid
 
 import psycopg
 import pytest
 
-from conftest import ROOT
+from conftest import PG_BIN, ROOT, RUN_USER, as_run_user as as_user, stop_server
 
-PG_BIN = ROOT / ".stack" / "pg" / "bin"
-RUN_USER = "ragbench"
 PORT = "55433"
-
-
-def as_user(cmd):
-    prefix = ["sudo", "-u", RUN_USER, "--"] if os.geteuid() == 0 else []
-    return subprocess.run(prefix + cmd, check=True, capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -37,8 +28,7 @@ def standby(cluster):
     try:
         yield cluster.url.replace(f":{cluster.env['PGPORT']}/", f":{PORT}/"), log
     finally:
-        subprocess.run((["sudo", "-u", RUN_USER, "--"] if os.geteuid() == 0 else []) +
-                       [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+        stop_server(data)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -144,7 +144,6 @@ pub fn check_metadata_budget(metadata_bytes: usize, n_chunks: usize, limits: &Li
     Ok(())
 }
 
-/// An input over one of the [`Limits`]. `value` is how much was seen when the limit was crossed
 /// The nesting depth of JSON text (objects and arrays; brackets inside strings do not count), scanning
 /// only until the depth exceeds `stop`: linear in the text, constant memory, no recursion.
 pub fn json_depth(text: &str, stop: usize) -> usize {
@@ -176,6 +175,7 @@ pub fn json_depth(text: &str, stop: usize) -> usize {
     deepest
 }
 
+/// An input over one of the [`Limits`]. `value` is how much was seen when the limit was crossed
 /// (processing stops there, so the real total may be larger).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitExceeded {

@@ -34,9 +34,35 @@ pub mod tenant;
 
 extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!("../sql/chat.sql", name = "chat", requires = ["schema"]);
-// Roles, owners, tenants, row-level security and privileges: the 0.4.0 upgrade, run last by a fresh
-// install too, so that both paths make the same objects with the same statements.
-extension_sql_file!("../sql/ragbench--0.3.0--0.4.0.sql", name = "security", finalize);
+// A fresh install runs the upgrade scripts since 0.3.0 after everything else, so that both paths make
+// the same objects with the same statements. The 0.4.0 one (roles, owners, tenants, row-level
+// security, privileges) grants on and revokes from every routine of 0.4.0, so it requires each of
+// them; the newest one is the `finalize` (pgrx allows one).
+extension_sql_file!(
+    "../sql/ragbench--0.3.0--0.4.0.sql",
+    name = "security",
+    requires = [
+        "chat",
+        "embed_sql",
+        "embed_many_sql",
+        "reembed_all_sql",
+        embed::embed_array,
+        embed::embed_arrays,
+        ingest::ingest_document,
+        ingest::delete_document,
+        ingest::reembed,
+        queue::upload,
+        queue::process_queue,
+        queue::retry_failed,
+        queue::ingest_document_bytes,
+        search::bm25::bm25_search,
+        search::vector::vector_search,
+        search::hybrid::hybrid_search,
+        search::verify::verify,
+        chat::ask,
+    ]
+);
+extension_sql_file!("../sql/ragbench--0.4.0--0.5.0.sql", name = "v0_5_0", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

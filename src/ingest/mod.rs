@@ -3,6 +3,7 @@
 //! Formats, parsing and chunking are pure code in `ragbench_core::ingest`; `store.rs` writes rows; this file holds the SQL API
 //! (`rag.ingest_document`, `rag.delete_document`) and the checks on user input.
 
+pub mod staged;
 pub mod store;
 
 pub use ragbench_core::ingest::{chunk, content_hash, formats, parse, plan_batches, Span};
@@ -13,12 +14,15 @@ use crate::guc;
 use crate::jsonb_arg::JsonbArg;
 use pgrx::prelude::*;
 use pgrx::Uuid;
+use std::borrow::Cow;
+use std::sync::Arc;
 use ragbench_core::limits::{check_metadata_budget, LimitExceeded, Limits};
 
 /// Longest file name accepted (characters); matches the CHECK constraint on rag.document_files.
 pub const MAX_FILE_NAME_CHARS: usize = 1024;
 
 /// A document ready to be written: parsed, chunked and embedded, nothing stored yet.
+#[derive(Clone)]
 pub struct PreparedDocument {
     pub file_name: String,
     pub file_type: &'static str,
@@ -35,13 +39,37 @@ pub struct PreparedDocument {
     pub tenant: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct PreparedChunk {
     pub index: i32,
     pub content: String,
-    pub content_with_context: String,
+    /// The title and headings put before the content for embedding and BM25 ("" for none). Shared by
+    /// the chunks of a section, so that a document's text is held once, not twice.
+    pub context: Arc<str>,
+    /// The heading path recorded as `section` in the chunk's metadata ("" for none; shared likewise).
+    pub section: Arc<str>,
     pub token_count: i32,
     pub embedding: Vec<f32>,
-    pub metadata: serde_json::Value,
+}
+
+impl PreparedChunk {
+    /// The text that is embedded and indexed for BM25: the context, a blank line, the content.
+    pub fn content_with_context(&self) -> Cow<'_, str> {
+        if self.context.is_empty() {
+            Cow::Borrowed(&self.content)
+        } else {
+            Cow::Owned(format!("{}\n\n{}", self.context, self.content))
+        }
+    }
+
+    /// The chunk's metadata: the document's, plus its `section` unless the document sets one.
+    pub fn metadata(&self, document: &serde_json::Value) -> serde_json::Value {
+        let mut meta = document.clone();
+        if let (Some(obj), false) = (meta.as_object_mut(), self.section.is_empty()) {
+            obj.entry("section").or_insert_with(|| serde_json::Value::String(self.section.to_string()));
+        }
+        meta
+    }
 }
 
 /// The budgets of one document, from the settings: text `rag.max_document_bytes` (XML and PDF
@@ -165,29 +193,32 @@ pub fn chunk_text(
     if let Err(e) = check_metadata_budget(metadata.to_string().len(), chunks.len(), &limits) {
         refuse(file_name, &e);
     }
+    let parsed_format = parsed.format.as_str();
+    drop(parsed); // its text is in the chunks now
+    // Consecutive chunks of one section share their context and section strings.
+    let (mut context, mut section): (Arc<str>, Arc<str>) = (Arc::from(""), Arc::from(""));
+    let mut last_headings: Option<Vec<String>> = None;
     let chunks = chunks
         .into_iter()
         .map(|c| {
-            let prefix = chunk::context_prefix(title.as_deref(), &c.headings);
-            let content_with_context =
-                if prefix.is_empty() { c.content.clone() } else { format!("{prefix}\n\n{}", c.content) };
-            let mut meta = metadata.clone();
-            if let (Some(obj), false) = (meta.as_object_mut(), c.headings.is_empty()) {
-                obj.entry("section").or_insert_with(|| serde_json::Value::String(c.headings.join(" > ")));
+            if last_headings.as_ref() != Some(&c.headings) {
+                context = Arc::from(chunk::context_prefix(title.as_deref(), &c.headings));
+                section = Arc::from(c.headings.join(" > "));
+                last_headings = Some(c.headings);
             }
             PreparedChunk {
                 index: c.index as i32,
                 token_count: count(&c.content) as i32,
                 content: c.content,
-                content_with_context,
+                context: context.clone(),
+                section: section.clone(),
                 embedding: Vec::new(),
-                metadata: meta,
             }
         })
         .collect();
     PreparedDocument {
         file_name: file_name.trim().to_string(),
-        file_type: file_type.unwrap_or(parsed.format.as_str()),
+        file_type: file_type.unwrap_or(parsed_format),
         title,
         size_bytes: size_bytes as i64,
         hash,
@@ -205,12 +236,16 @@ pub fn chunk_text(
 /// them on the tasks).
 pub fn embed_spans(docs: &mut [PreparedDocument], spans: &[Span]) -> Result<(), embed::EmbedError> {
     let embedder = embed::current();
-    let texts: Vec<&str> = spans
+    let owned: Vec<Cow<'_, str>> = spans
         .iter()
-        .flat_map(|s| docs[s.doc].chunks[s.range.clone()].iter().map(|c| c.content_with_context.as_str()))
+        .flat_map(|s| docs[s.doc].chunks[s.range.clone()].iter().map(PreparedChunk::content_with_context))
         .collect();
+    let texts: Vec<&str> = owned.iter().map(|t| t.as_ref()).collect();
     let expected = texts.len();
-    let vectors = embedder.embed_with(&texts, InputKind::Document, &errors::interrupt)?;
+    let vectors = embedder.embed_with(&texts, InputKind::Document, &errors::interrupt);
+    drop(texts);
+    drop(owned);
+    let vectors = vectors?;
     if vectors.len() != expected {
         return Err(embed::EmbedError::CountMismatch {
             model: embedder.model_id().to_string(),
@@ -280,7 +315,7 @@ fn ingest_document(file_name: &str, content: &str, metadata: default!(JsonbArg, 
         return existing;
     }
     let doc = prepare_text(file_name, content, content.len(), hash, metadata);
-    store::insert_document(&doc)
+    store::insert_document(doc)
 }
 
 /// Delete a document and its chunks. Returns false when no document has that id.

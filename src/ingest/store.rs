@@ -16,16 +16,6 @@ const INSERT_DOCUMENT: &str = "\
 INSERT INTO rag.document_files (file_name, file_type, title, file_size_bytes, file_hash, metadata, owner, tenant)
 VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, current_user), coalesce($8, rag.current_tenant())) RETURNING id";
 
-/// One statement for all chunks of any number of documents: parallel arrays, unnested. Each chunk
-/// belongs to its document's owner and tenant.
-const INSERT_CHUNKS: &str = "\
-INSERT INTO rag.chunks (document_id, chunk_index, content, content_with_context, token_count,
-                        embedding, embedding_model, metadata, owner, tenant)
-SELECT u.doc, u.idx, u.content, u.ctx, u.tokens, u.emb::vector, u.model, u.meta, d.owner, d.tenant
-FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::jsonb[])
-     AS u(doc, idx, content, ctx, tokens, emb, model, meta)
-JOIN rag.document_files d ON d.id = u.doc";
-
 const DELETE_DOCUMENT: &str = "DELETE FROM rag.document_files WHERE id = $1 RETURNING id";
 
 const MODEL_DIMENSIONS: &str = "SELECT dimensions FROM rag.embedding_models WHERE model = $1";
@@ -46,9 +36,9 @@ pub fn find_by_hash(hash: &str, owner: Option<&str>, tenant: Option<&str>) -> Op
 }
 
 /// Insert a prepared document and its chunks; returns the new document id.
-pub fn insert_document(doc: &PreparedDocument) -> Uuid {
-    let id = insert_document_row(doc);
-    insert_chunks(&[(id, doc)]);
+pub fn insert_document(doc: PreparedDocument) -> Uuid {
+    let id = insert_document_row(&doc);
+    insert_chunks(vec![(id, doc)]);
     id
 }
 
@@ -72,68 +62,23 @@ pub fn insert_document_row(doc: &PreparedDocument) -> Uuid {
 }
 
 /// Insert the chunks of several documents (already inserted, with these ids) in one statement, after
-/// making sure each model has its vector index. One statement instead of one per document: fewer
-/// executor start-ups and one new pg_search segment instead of one per document.
-pub fn insert_chunks(docs: &[(Uuid, &PreparedDocument)]) {
-    let mut models: Vec<(&str, usize)> = Vec::new();
-    for (_, d) in docs {
-        if !d.chunks.is_empty() && !models.contains(&(d.model.as_str(), d.dimensions)) {
-            models.push((d.model.as_str(), d.dimensions));
+/// making sure each model has its vector index. One statement, not one per document or per slice:
+/// each statement adds a pg_search segment. The rows stream into it (`staged.rs`), so memory does not
+/// grow with the statement.
+pub fn insert_chunks(docs: Vec<(Uuid, PreparedDocument)>) {
+    let mut models: Vec<(String, usize)> = Vec::new();
+    for (_, d) in &docs {
+        if !d.chunks.is_empty() && !models.iter().any(|(m, n)| *m == d.model && *n == d.dimensions) {
+            models.push((d.model.clone(), d.dimensions));
         }
+    }
+    if models.is_empty() {
+        return;
     }
     for (model, dims) in models {
-        ensure_model_index(model, dims);
+        ensure_model_index(&model, dims);
     }
-    let rows: Vec<(Uuid, &PreparedDocument, &super::PreparedChunk)> =
-        docs.iter().flat_map(|(id, d)| d.chunks.iter().map(move |c| (*id, *d, c))).collect();
-    // One statement per slice of at most INSERT_SLICE_BYTES of text: a group of ordinary files is one
-    // statement (one pg_search segment), while a huge document does not need all its chunks copied
-    // into statement arguments at once (peak memory stays a small multiple of the input).
-    let mut start = 0;
-    while start < rows.len() {
-        crate::interrupts::check();
-        let mut end = start;
-        let mut bytes = 0;
-        while end < rows.len() && (end == start || bytes + row_bytes(rows[end].2) <= INSERT_SLICE_BYTES) {
-            bytes += row_bytes(rows[end].2);
-            end += 1;
-        }
-        insert_rows(&rows[start..end]);
-        start = end;
-    }
-}
-
-/// Text bytes a chunk row carries into the INSERT statement's arguments.
-fn row_bytes(c: &super::PreparedChunk) -> usize {
-    c.content.len() + c.content_with_context.len() + c.embedding.len() * 12
-}
-
-/// Most text bytes of chunk rows written by one INSERT statement.
-const INSERT_SLICE_BYTES: usize = 4 * 1024 * 1024;
-
-fn insert_rows(rows: &[(Uuid, &PreparedDocument, &super::PreparedChunk)]) {
-    let ids: Vec<Uuid> = rows.iter().map(|(id, _, _)| *id).collect();
-    let idx: Vec<i32> = rows.iter().map(|(_, _, c)| c.index).collect();
-    let content: Vec<&str> = rows.iter().map(|(_, _, c)| c.content.as_str()).collect();
-    let ctx: Vec<&str> = rows.iter().map(|(_, _, c)| c.content_with_context.as_str()).collect();
-    let tokens: Vec<i32> = rows.iter().map(|(_, _, c)| c.token_count).collect();
-    let emb: Vec<String> = rows.iter().map(|(_, _, c)| vector_literal(&c.embedding)).collect();
-    let model: Vec<&str> = rows.iter().map(|(_, d, _)| d.model.as_str()).collect();
-    let meta: Vec<JsonB> = rows.iter().map(|(_, _, c)| JsonB(c.metadata.clone())).collect();
-    Spi::run_with_args(
-        INSERT_CHUNKS,
-        &[
-            ids.into(),
-            idx.into(),
-            content.into(),
-            ctx.into(),
-            tokens.into(),
-            emb.into(),
-            model.into(),
-            meta.into(),
-        ],
-    )
-    .or_raise("inserting chunks");
+    super::staged::insert(docs);
 }
 
 pub fn delete_document(id: Uuid) -> bool {

@@ -130,5 +130,5 @@ fn ingest_document_bytes(file_name: &str, content: &[u8], metadata: default!(Jso
     }
     let mut doc = task::prepare_file(file_name, content, metadata);
     ingest::embed_all(&mut doc);
-    store::insert_document(&doc)
+    store::insert_document(doc)
 }

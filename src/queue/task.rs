@@ -279,7 +279,7 @@ pub fn finish_group(items: &[(&Claimed, &PreparedDocument)]) -> Vec<Option<Uuid>
         }
     }
     let items: Vec<&(&Claimed, &PreparedDocument)> = items.iter().zip(&live).filter(|(_, ok)| **ok).map(|(i, _)| i).collect();
-    let mut fresh: Vec<(Uuid, &PreparedDocument)> = Vec::new();
+    let mut fresh: Vec<(Uuid, PreparedDocument)> = Vec::new();
     let mut ids = Vec::with_capacity(items.len());
     for (_, doc) in &items {
         store::lock_hash(&doc.hash);
@@ -287,13 +287,14 @@ pub fn finish_group(items: &[(&Claimed, &PreparedDocument)]) -> Vec<Option<Uuid>
             Some(existing) => existing,
             None => {
                 let id = store::insert_document_row(doc);
-                fresh.push((id, *doc));
+                // A copy: on an error the caller retries the files one by one with the same documents.
+                fresh.push((id, (*doc).clone()));
                 id
             }
         };
         ids.push(id);
     }
-    store::insert_chunks(&fresh);
+    store::insert_chunks(fresh);
     for ((c, _), id) in items.iter().zip(&ids) {
         Spi::run_with_args(COMPLETE_TASK, &[c.task_id.into(), (*id).into(), c.token.into()]).or_raise("completing the task");
         archive(c.msg_id);

@@ -571,11 +571,7 @@ def judge_queue(expect, conn, batch, size):
 
 
 # Known gaps, each with its reason; they stay in the suite so that a fix shows up as XPASS.
-KNOWN_GAPS = {
-    "text-2MB-one-sentence": "bounded and linear, but ~19x a 2 MB input: copies in parse, chunk units per word, the "
-                             "provider request and the INSERT arguments; needs streaming chunk → embed → store",
-    "text-3MB-one-grapheme": "bounded and linear, but ~12x a 3 MB input (same copies as text-2MB-one-sentence)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(reason=KNOWN_GAPS[c.name], strict=False))

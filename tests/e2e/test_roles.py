@@ -49,6 +49,7 @@ ROUTINES = {
     "rag.progress_channel(uuid)": ("writer", f"SELECT rag.progress_channel('{NIL}')"),
     "rag._register_model(text,integer,integer,integer)": ("writer", "SELECT rag._register_model('perm-matrix', 3, 16, 64)"),
     "rag._enqueue_batch(uuid)": ("writer", f"SELECT rag._enqueue_batch('{NIL}')"),
+    "rag._staged_chunks()": ("writer", "SELECT count(*) FROM rag._staged_chunks()"),
     "rag.process_queue(integer)": ("admin", "SELECT rag.process_queue(1)"),
     "rag.reembed(bigint)": ("admin", "SELECT rag.reembed(1)"),
     "rag.reembed_all(integer)": ("admin", "CALL rag.reembed_all(100000)"),

@@ -13,3 +13,32 @@ COMMENT ON FUNCTION rag._staged_chunks() IS
 REVOKE EXECUTE ON FUNCTION rag._staged_chunks() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION rag._staged_chunks() TO rag_writer;
 
+-- BM25 compaction (src/search/compact.rs): the worker rebuilds rag.chunks_bm25 concurrently when it has
+-- more than rag.bm25_compact_segments segments and writes have paused, or when rag.compact() asks. One
+-- row per rebuild: why, when, the segment counts before and after, and the error if it failed.
+CREATE TABLE rag.bm25_compactions (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    reason          text NOT NULL CHECK (reason IN ('requested', 'automatic', 'repair')),
+    requested_by    text NOT NULL DEFAULT current_user,
+    requested_at    timestamptz NOT NULL DEFAULT now(),
+    started_at      timestamptz,
+    finished_at     timestamptz,
+    segments_before int,
+    segments_after  int,
+    error           text
+);
+COMMENT ON TABLE rag.bm25_compactions IS
+  'Rebuilds of the BM25 index by the background worker: requested (rag.compact()), automatic or repair.';
+
+CREATE FUNCTION rag.compact() RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ INSERT INTO rag.bm25_compactions (reason) VALUES ('requested') RETURNING id $$;
+COMMENT ON FUNCTION rag.compact() IS
+  'Ask the background worker to rebuild the BM25 index concurrently as soon as its queue is idle; returns the request id (its row in rag.bm25_compactions records the outcome). Takes effect at commit.';
+
+REVOKE ALL ON rag.bm25_compactions FROM PUBLIC;
+GRANT SELECT, INSERT ON rag.bm25_compactions TO rag_admin;
+GRANT USAGE ON SEQUENCE rag.bm25_compactions_id_seq TO rag_admin;
+REVOKE EXECUTE ON FUNCTION rag.compact() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION rag.compact() TO rag_admin;

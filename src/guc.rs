@@ -35,6 +35,8 @@ pub static WORKER_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static VISIBILITY_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static BM25_AUTO_REPAIR: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static BM25_COMPACT_SEGMENTS: GucSetting<i32> = GucSetting::<i32>::new(8);
+pub static BM25_COMPACT_QUIET_S: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static DEBUG_ABORT_ON_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub static MAX_MESSAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
@@ -71,6 +73,27 @@ pub fn register() {
         &BM25_AUTO_REPAIR,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.bm25_compact_segments",
+        c"The worker rebuilds the BM25 index (concurrently) when it has more segments than this; 0 turns it off.",
+        c"Checked while the queue is idle, after the count has not changed for rag.bm25_compact_quiet. Every \
+          search pays per segment. rag.compact() asks for a rebuild at once.",
+        &BM25_COMPACT_SEGMENTS,
+        0,
+        100_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.bm25_compact_quiet",
+        c"How long the BM25 segment count must stay unchanged (writes paused) before the worker compacts.",
+        c"So that a rebuild does not start in the middle of a load.",
+        &BM25_COMPACT_QUIET_S,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_string_guc(
         c"rag.debug_abort_on_file",

@@ -5,6 +5,7 @@
 pub mod crash_test;
 pub mod subxact;
 pub mod task;
+pub mod toplevel;
 pub mod worker;
 
 use crate::errors::{self, SpiOk};

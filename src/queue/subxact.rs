@@ -83,7 +83,7 @@ pub fn is_interrupt_code(code: PgSqlErrorCode) -> bool {
     )
 }
 
-fn describe(caught: pg_sys::panic::CaughtError) -> Failure {
+pub(crate) fn describe(caught: pg_sys::panic::CaughtError) -> Failure {
     use pg_sys::panic::CaughtError;
     match caught {
         CaughtError::PostgresError(report)

@@ -5,7 +5,8 @@
 //! commits after each step (see `process_group` and `task.rs`), waits
 //! quietly while the extension is not created in its database, reloads its configuration on SIGHUP
 //! and exits cleanly on SIGTERM. It calls Postgres from its main thread only. The first worker of each
-//! database also removes expired temporary chat sessions once a minute.
+//! database also removes expired temporary chat sessions once a minute, checks the BM25 index at start
+//! and compacts it when idle (`search/compact.rs`).
 
 use super::{subxact, task};
 use crate::errors::SpiOk;
@@ -111,6 +112,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
     // Check the BM25 index once at start (a crash restarts every worker) and after each reload.
     let mut check_bm25 = true;
     let mut last_cleanup = std::time::Instant::now() - Duration::from_secs(3600);
+    let mut compactor = crate::search::compact::Compactor::default();
     loop {
         if crate::interrupts::stopping() {
             break;
@@ -127,12 +129,16 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
             if slot % per_db == 0 && check_bm25 {
                 check_bm25 = false;
                 if guc::BM25_AUTO_REPAIR.get() {
-                    in_transaction(|| {
+                    let damaged = in_transaction(|| {
                         // A failed repair is logged and waits for the next start or reload: never a loop.
-                        if let Err(f) = subxact::run(crate::search::verify::heal_in_worker) {
+                        subxact::run(crate::search::verify::heal_in_worker).unwrap_or_else(|f| {
                             warning!("ragbench worker: checking the BM25 index failed: {}", f.message);
-                        }
+                            false
+                        })
                     });
+                    if damaged {
+                        compactor.repair();
+                    }
                 }
             }
             if slot % per_db == 0 && last_cleanup.elapsed() >= Duration::from_secs(60) {
@@ -141,6 +147,9 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
             }
             if !crate::interrupts::stopping() && process_group() {
                 handled += 1;
+            }
+            if handled == 0 && slot % per_db == 0 && !crate::interrupts::stopping() {
+                compactor.tick();
             }
         } else if !said_waiting {
             log!("ragbench worker: extension not created in database \"{db}\" yet; waiting");

@@ -3,6 +3,7 @@
 //! This file holds what the three share: argument checks, the result row, and scoped planner settings.
 
 pub mod bm25;
+pub mod compact;
 pub mod hybrid;
 pub mod vector;
 pub mod verify;

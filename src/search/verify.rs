@@ -7,11 +7,13 @@
 //! `rag.verify(repair)` compares the rows of `rag.chunks` with what the index returns:
 //! - missing rows are re-indexed by deleting and re-inserting them (same ids, same values) in one
 //!   statement per slice: an ordinary write, so searches and other writes go on meanwhile;
-//! - a damaged index (the index query itself fails) is rebuilt with `REINDEX INDEX`, which blocks
-//!   searches of this table while it runs (seconds per 100k chunks); nothing short of a rebuild can
-//!   trust a damaged index.
-//! The background worker runs it with repair at start (after every crash recovery the postmaster
-//! restarts it) and when its configuration is reloaded, while `rag.bm25_auto_repair` is on.
+//! - a damaged index (the index query itself fails) is rebuilt: nothing short of a rebuild can trust
+//!   it. `rag.verify(repair => true)` runs in a transaction, so it can only use `REINDEX INDEX`, which
+//!   blocks searches of this table while it runs (seconds per 100k chunks). The worker rebuilds with
+//!   `REINDEX INDEX CONCURRENTLY` instead (`compact.rs`), so searches (answered from the vector leg
+//!   meanwhile) and writes go on.
+//! The background worker runs the check at start (after every crash recovery the postmaster restarts
+//! it) and when its configuration is reloaded, while `rag.bm25_auto_repair` is on.
 
 use crate::errors::{self, SpiOk};
 use crate::queue::subxact;
@@ -46,9 +48,10 @@ fn count(sql: &str) -> i64 {
     crate::read::one::<i64>(sql, &[]).or_raise("counting chunks").unwrap_or(0)
 }
 
-/// Check the BM25 index against the table; with `repair`, re-index missing rows or rebuild a damaged
-/// index. Runs in the caller's transaction (cancel and timeouts end it as usual).
-pub fn check(repair: bool) -> Health {
+/// Check the BM25 index against the table; with `repair`, re-index missing rows, and rebuild a damaged
+/// index when `rebuild` too (blocking: see above). Runs in the caller's transaction (cancel and
+/// timeouts end it as usual).
+pub fn check(repair: bool, rebuild: bool) -> Health {
     let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
     let chunks = count(TABLE_ROWS);
     let probe = subxact::run(|| {
@@ -82,7 +85,7 @@ pub fn check(repair: bool) -> Health {
                 repaired: 0,
                 detail: format!("the BM25 index rag.chunks_bm25 cannot be read: {}", f.message),
             };
-            if repair {
+            if repair && rebuild {
                 Spi::run(REBUILD).or_raise("rebuilding the BM25 index");
                 h.repaired = chunks;
                 h.status = "repaired";
@@ -136,18 +139,21 @@ fn verify(
         name!(detail, String),
     ),
 > {
-    let h = check(repair);
+    let h = check(repair, repair);
     if h.status != "ok" && h.status != "repaired" {
         errors::warn(h.detail.clone(), "Repair it with SELECT * FROM rag.verify(repair => true).");
     }
     TableIterator::once((h.status.to_string(), h.chunks, h.indexed, h.missing, h.repaired, h.detail))
 }
 
-/// The worker's check at start and on reload: repair, and log what was found.
-pub fn heal_in_worker() {
-    let h = check(true);
+/// The worker's check at start and on reload: re-index missing rows, and log what was found. True
+/// when the index is damaged: the worker then rebuilds it concurrently, outside this transaction.
+pub fn heal_in_worker() -> bool {
+    let h = check(true, false);
     match h.status {
         "ok" => debug1!("ragbench: BM25 index holds all {} chunks", h.chunks),
-        _ => warning!("ragbench: BM25 index check: {} — {} chunks re-indexed or rebuilt", h.detail, h.repaired),
+        "damaged" => warning!("ragbench: BM25 index check: {}; rebuilding it concurrently", h.detail),
+        _ => warning!("ragbench: BM25 index check: {} — {} chunks re-indexed", h.detail, h.repaired),
     }
+    h.status == "damaged"
 }

@@ -7,6 +7,7 @@ group roles and nothing else (APP_ROLES); the superuser only configures the serv
 import contextlib
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -127,3 +128,35 @@ def doc_page(name: str) -> str:
 @pytest.fixture
 def unique():
     return uuid.uuid4().hex
+
+
+@contextlib.contextmanager
+def system_settings(cluster, **settings):
+    """ALTER SYSTEM for the block (the worker sees it after the reload), reset afterwards, on
+    connections of their own (the block may crash the server)."""
+    try:
+        with reconnect(cluster) as conn:
+            for k, v in settings.items():
+                conn.execute(f"ALTER SYSTEM SET rag.{k} = '{v}'")
+            conn.execute("SELECT pg_reload_conf()")
+        time.sleep(1.0)
+        yield
+    finally:
+        with reconnect(cluster) as conn:
+            for k in settings:
+                conn.execute(f"ALTER SYSTEM RESET rag.{k}")
+            conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+
+
+def reconnect(cluster, timeout=120):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            conn = cluster.connect()
+            conn.execute("SELECT 1")
+            return conn
+        except psycopg.OperationalError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import ROOT, extension_database, reply_json
+from conftest import ROOT, extension_database, reconnect, reply_json, system_settings
 from test_queue import upload, worker_pid
 from test_queue import wait_done as wait_done_as
 
@@ -62,38 +62,6 @@ def stand_in_server():
         yield server
     finally:
         server.shutdown()
-
-
-@contextlib.contextmanager
-def system_settings(cluster, **settings):
-    """ALTER SYSTEM for the block (the worker sees it after the reload), reset afterwards, on
-    connections of their own (the block may crash the server)."""
-    try:
-        with reconnect(cluster) as conn:
-            for k, v in settings.items():
-                conn.execute(f"ALTER SYSTEM SET rag.{k} = '{v}'")
-            conn.execute("SELECT pg_reload_conf()")
-        time.sleep(1.0)
-        yield
-    finally:
-        with reconnect(cluster) as conn:
-            for k in settings:
-                conn.execute(f"ALTER SYSTEM RESET rag.{k}")
-            conn.execute("SELECT pg_reload_conf()")
-        time.sleep(0.5)
-
-
-def reconnect(cluster, timeout=120):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            conn = cluster.connect()
-            conn.execute("SELECT 1")
-            return conn
-        except psycopg.OperationalError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ ROUTINES = {
     "rag.verify(boolean)": ("admin", "SELECT * FROM rag.verify()"),
     "rag.cleanup_temporary_sessions()": ("admin", "SELECT rag.cleanup_temporary_sessions()"),
     "rag.status()": ("admin", "SELECT * FROM rag.status()"),
+    "rag.compact()": ("admin", "SELECT rag.compact()"),
     "rag._worker_processes()": ("admin", "SELECT * FROM rag._worker_processes()"),
     "rag.embedding_model_id()": ("reader", "SELECT rag.embedding_model_id()"),
 }
@@ -67,6 +68,7 @@ RELATIONS = {
     "chat_sessions": "reader", "chat_messages": "reader", "chat_messages_id_seq": "reader",
     "job_batches": "writer", "job_tasks": "writer",
     "dead_letters": "admin", "dead_letters_id_seq": "admin",
+    "bm25_compactions": "admin", "bm25_compactions_id_seq": "admin",
 }
 
 # Writes the application never makes directly: shared state changes only through the definer functions.

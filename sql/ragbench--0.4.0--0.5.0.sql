@@ -42,3 +42,36 @@ GRANT SELECT, INSERT ON rag.bm25_compactions TO rag_admin;
 GRANT USAGE ON SEQUENCE rag.bm25_compactions_id_seq TO rag_admin;
 REVOKE EXECUTE ON FUNCTION rag.compact() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION rag.compact() TO rag_admin;
+
+-- Long BM25 queries (src/search/long_query.rs): a query with more distinct terms than
+-- rag.bm25_max_query_terms keeps its highest-weight terms, by document frequencies the worker samples.
+-- Callers see only the frequencies of the terms they pass (rag._term_stats), never the term list.
+CREATE TABLE rag.bm25_term_stats (
+    term text PRIMARY KEY,
+    df   real NOT NULL
+);
+CREATE TABLE rag.bm25_term_stats_info (
+    id           int PRIMARY KEY CHECK (id = 1),
+    chunks       double precision NOT NULL,
+    sampled      bigint NOT NULL,
+    refreshed_at timestamptz NOT NULL
+);
+COMMENT ON TABLE rag.bm25_term_stats IS
+  'Estimated document frequency of each BM25 term, from a sample of rag.chunks (the worker refreshes it).';
+
+CREATE FUNCTION rag._term_stats(terms text[])
+RETURNS TABLE (term text, df real, docs double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.term, s.df, i.chunks
+    FROM rag.bm25_term_stats s CROSS JOIN rag.bm25_term_stats_info i
+    WHERE s.term = ANY (terms)
+$$;
+COMMENT ON FUNCTION rag._term_stats(text[]) IS
+  'Internal: estimated document frequencies of the given BM25 terms and the number of chunks they are out of.';
+
+REVOKE ALL ON rag.bm25_term_stats, rag.bm25_term_stats_info FROM PUBLIC;
+GRANT SELECT ON rag.bm25_term_stats, rag.bm25_term_stats_info TO rag_admin;
+REVOKE EXECUTE ON FUNCTION rag._term_stats(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION rag._term_stats(text[]) TO rag_reader;

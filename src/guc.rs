@@ -37,6 +37,7 @@ pub static VISIBILITY_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static BM25_AUTO_REPAIR: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static BM25_COMPACT_SEGMENTS: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub static BM25_COMPACT_QUIET_S: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static BM25_MAX_QUERY_TERMS: GucSetting<i32> = GucSetting::<i32>::new(32);
 pub static DEBUG_ABORT_ON_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub static MAX_MESSAGE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
@@ -83,6 +84,18 @@ pub fn register() {
         0,
         100_000,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"rag.bm25_max_query_terms",
+        c"A BM25 query with more distinct terms than this keeps only its highest-weight terms; 0 keeps all.",
+        c"Weight is the term's count in the query times its IDF (from a sample the worker keeps). BM25 cost \
+          grows with the terms: a 200-word question costs ten times a short one uncapped. Kept terms score as \
+          in the full query.",
+        &BM25_MAX_QUERY_TERMS,
+        0,
+        10_000,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -13,7 +13,7 @@ const BM25_SEARCH: &str = "\
 WITH hits AS (
     SELECT id, pdb.score(id) AS score
     FROM rag.chunks
-    WHERE content_with_context ||| $1
+    WHERE {MATCH}
     ORDER BY pdb.score(id) DESC
     LIMIT $2
 )
@@ -36,8 +36,11 @@ pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
     }
     let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
     Spi::connect(|client| {
-        let sql = BM25_SEARCH.replace("{ROW_BY_ID}", super::ROW_BY_ID);
-        let table = client.select(sql.as_str(), None, &[query.into(), (k as i64).into()])?;
+        let m = super::long_query::bm25_match(query);
+        let sql = BM25_SEARCH.replace("{ROW_BY_ID}", super::ROW_BY_ID).replace("{MATCH}", &m.predicate(3));
+        let mut args: Vec<pgrx::datum::DatumWithOid> = vec![m.first().into(), (k as i64).into()];
+        args.extend(m.extra().into_iter().map(Into::into));
+        let table = client.select(sql.as_str(), None, &args)?;
         table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, _>>()
     })
     .or_raise("BM25 search")

@@ -17,6 +17,7 @@
 
 use crate::errors::SpiOk;
 use crate::guc;
+use super::long_query;
 use crate::queue::{subxact, toplevel};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
@@ -40,6 +41,8 @@ const REBUILD: &str = "REINDEX INDEX CONCURRENTLY rag.chunks_bm25";
 
 /// How often the idle worker looks at the segment count.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often it checks whether the BM25 term statistics (`long_query.rs`) are stale.
+const STATS_EVERY: Duration = Duration::from_secs(30);
 
 fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
     BackgroundWorker::transaction(AssertUnwindSafe(f))
@@ -57,11 +60,12 @@ pub struct Compactor {
     /// Segments the last rebuild left (pg_search's target count): never rebuild for fewer.
     floor: i64,
     cleaned: bool,
+    stats_checked: Option<Instant>,
 }
 
 impl Default for Compactor {
     fn default() -> Self {
-        Compactor { last_check: None, seen: -1, unchanged_since: Instant::now(), floor: 0, cleaned: false }
+        Compactor { last_check: None, seen: -1, unchanged_since: Instant::now(), floor: 0, cleaned: false, stats_checked: None }
     }
 }
 
@@ -90,6 +94,10 @@ impl Compactor {
         if let Some(id) = request {
             self.floor = rebuild(Some(id), "requested", Some(count));
             return;
+        }
+        if self.stats_checked.is_none_or(|t| t.elapsed() >= STATS_EVERY) {
+            self.stats_checked = Some(Instant::now());
+            refresh_stats_if_stale();
         }
         let threshold = guc::BM25_COMPACT_SEGMENTS.get() as i64;
         let quiet = Duration::from_secs(guc::BM25_COMPACT_QUIET_S.get().max(1) as u64);
@@ -126,6 +134,9 @@ pub fn rebuild(request: Option<i64>, reason: &str, before: Option<i64>) -> i64 {
     }
     let after = in_transaction(|| subxact::run(segments).ok());
     let error = outcome.as_ref().err().map(|f| f.message.clone());
+    if error.is_none() {
+        refresh_stats(); // the table has settled: a good moment for the statistics of long queries
+    }
     in_transaction(|| {
         Spi::run_with_args(FINISH, &[id.into(), after.into(), error.as_deref().into()]).or_raise("recording the compaction")
     });
@@ -135,6 +146,21 @@ pub fn rebuild(request: Option<i64>, reason: &str, before: Option<i64>) -> i64 {
         Some(e) => warning!("ragbench worker: rebuilding the BM25 index ({reason}) failed after {ms} ms: {e}"),
     }
     if error.is_none() { after.unwrap_or(0) } else { before.unwrap_or(0) }
+}
+
+/// Recompute the term statistics of long queries when the table has changed enough; failures are
+/// logged and retried at the next check.
+fn refresh_stats_if_stale() {
+    if in_transaction(|| subxact::run(long_query::stats_stale).unwrap_or(false)) {
+        refresh_stats();
+    }
+}
+
+fn refresh_stats() {
+    match in_transaction(|| subxact::run(long_query::refresh_stats)) {
+        Ok(()) => log!("ragbench worker: refreshed the BM25 term statistics"),
+        Err(f) => warning!("ragbench worker: refreshing the BM25 term statistics failed: {}", f.message),
+    }
 }
 
 /// Drop the invalid copies an interrupted rebuild left (they would slow every write down).

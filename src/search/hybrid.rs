@@ -45,7 +45,7 @@ const BM25_LEG: &str = "\
     SELECT id, row_number() OVER (ORDER BY score DESC, id) AS r
     FROM (SELECT id, pdb.score(id) AS score
           FROM rag.chunks
-          WHERE content_with_context ||| $1 {FILTER_B}
+          WHERE {MATCH} {FILTER_B}
           ORDER BY pdb.score(id) DESC
           LIMIT $5) b";
 
@@ -103,6 +103,12 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
         None => (vec![1.0], String::new(), 1, 0),
     };
     let bm25_limit = if p.bm25_weight > 0.0 { p.candidates } else { 0 };
+    // $1 (and $11 on) are the BM25 leg's text only (the vector leg has its embedding).
+    let m = if bm25_limit > 0 {
+        super::long_query::bm25_match(query)
+    } else {
+        super::long_query::Bm25Match::whole(query)
+    };
     let filter_sql = if p.filter.is_some() { "AND metadata @> $4" } else { "" };
     let statement = |bm25_leg: &str| {
         HYBRID_SEARCH
@@ -111,28 +117,27 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
             .replace("{FILTER_B}", filter_sql)
             .replace("{FILTER_V}", filter_sql)
             .replace("{ROW_BY_ID}", super::ROW_BY_ID)
+            .replace("{MATCH}", &m.predicate(11))
     };
     let sql = statement(BM25_LEG);
     let filter = p.filter.clone().unwrap_or_else(|| serde_json::json!({}));
     let _plan = index_only_plan(guc::HNSW_EF_SEARCH.get().max(p.candidates));
     let run = |sql: &str, bm25_limit: i32| {
         Spi::connect(|client| {
-            let table = client.select(
-                sql,
-                None,
-                &[
-                    query.into(),
-                    qv.clone().into(),
-                    model.as_str().into(),
-                    JsonB(filter.clone()).into(),
-                    (bm25_limit as i64).into(),
-                    (vec_limit as i64).into(),
-                    p.bm25_weight.into(),
-                    p.vector_weight.into(),
-                    (p.rrf_k as f64).into(),
-                    (p.k as i64).into(),
-                ],
-            )?;
+            let mut args: Vec<pgrx::datum::DatumWithOid> = vec![
+                m.first().into(),
+                qv.clone().into(),
+                model.as_str().into(),
+                JsonB(filter.clone()).into(),
+                (bm25_limit as i64).into(),
+                (vec_limit as i64).into(),
+                p.bm25_weight.into(),
+                p.vector_weight.into(),
+                (p.rrf_k as f64).into(),
+                (p.k as i64).into(),
+            ];
+            args.extend(m.extra().into_iter().map(Into::into));
+            let table = client.select(sql, None, &args)?;
             table
                 .map(|row| {
                     let (id, doc, file, idx, content, score, meta) = super::read_row(&row)?;

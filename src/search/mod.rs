@@ -5,6 +5,7 @@
 pub mod bm25;
 pub mod compact;
 pub mod hybrid;
+pub mod long_query;
 pub mod vector;
 pub mod verify;
 

@@ -58,6 +58,7 @@ ROUTINES = {
     "rag.cleanup_temporary_sessions()": ("admin", "SELECT rag.cleanup_temporary_sessions()"),
     "rag.status()": ("admin", "SELECT * FROM rag.status()"),
     "rag.compact()": ("admin", "SELECT rag.compact()"),
+    "rag._term_stats(text[])": ("reader", "SELECT * FROM rag._term_stats(ARRAY['vacuum'])"),
     "rag._worker_processes()": ("admin", "SELECT * FROM rag._worker_processes()"),
     "rag.embedding_model_id()": ("reader", "SELECT rag.embedding_model_id()"),
 }
@@ -69,6 +70,7 @@ RELATIONS = {
     "job_batches": "writer", "job_tasks": "writer",
     "dead_letters": "admin", "dead_letters_id_seq": "admin",
     "bm25_compactions": "admin", "bm25_compactions_id_seq": "admin",
+    "bm25_term_stats": "admin", "bm25_term_stats_info": "admin",
 }
 
 # Writes the application never makes directly: shared state changes only through the definer functions.
@@ -158,7 +160,7 @@ def test_security_definer_functions_pin_search_path(cluster):
         rows = su.execute("""SELECT p.oid::regprocedure::text, coalesce(array_to_string(p.proconfig, ','), '')
                              FROM pg_proc p WHERE p.pronamespace = 'rag'::regnamespace AND p.prosecdef""").fetchall()
     assert {r[0] for r in rows} == {"rag._register_model(text,integer,integer,integer)", "rag._enqueue_batch(uuid)",
-                                    "rag.verify(boolean)", "rag._worker_processes()"}
+                                    "rag.verify(boolean)", "rag._worker_processes()", "rag._term_stats(text[])"}
     for name, config in rows:
         assert config == "search_path=pg_catalog, pg_temp", (name, config)
 

@@ -7,6 +7,7 @@
 //! - `chat`      prompt building, the extractive answerer and the LLM clients
 //! - `limits`    budgets on every input (text, XML, chunks, nesting, words, metadata, pages)
 //! - `interrupt` the cancel hook long-running functions call periodically
+//! - `query_terms` long BM25 queries: the terms worth their cost
 //!
 //! Nothing here calls Postgres; the extension crate (`ragbench`, at the repository root) reads the
 //! settings, passes them in as [`limits::Limits`], and turns errors into Postgres errors.
@@ -16,6 +17,7 @@ pub mod embed;
 pub mod ingest;
 pub mod interrupt;
 pub mod limits;
+pub mod query_terms;
 
 #[cfg(test)]
 mod cancel_tests;

@@ -160,3 +160,14 @@ def reconnect(cluster, timeout=120):
             if time.time() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def wait_for(conn, sql, params=(), timeout=180):
+    """Poll until `sql` returns a row whose first column is not NULL; that row."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(sql, params).fetchone()
+        if row and row[0] is not None:
+            return row
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for: {sql}")

@@ -8,21 +8,11 @@ import time
 import psycopg
 import pytest
 
-from conftest import system_settings
+from conftest import system_settings, wait_for
 
 SEGMENTS = "SELECT count(*) FROM paradedb.index_info('rag.chunks_bm25')"
 # pg_search's target segment count of a rebuilt index: max(cores, 4).
 REBUILT = max(4, os.cpu_count() or 1)
-
-
-def wait_for(conn, sql, params=(), timeout=180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute(sql, params).fetchone()
-        if row and row[0] is not None:
-            return row
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for: {sql}")
 
 
 def ingest(conn, name, term):

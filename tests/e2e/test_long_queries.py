@@ -1,21 +1,12 @@
 """Long BM25 queries (src/search/long_query.rs, rag.bm25_max_query_terms): a query with more distinct terms
 than the cap keeps its highest-weight terms (count in the query x IDF from the worker's sample), and those
 score exactly as in the full query; queries within the cap are unchanged."""
-import time
 
 import pytest
 
+from conftest import wait_for
+
 COMMON = "planner statistics table index vacuum checkpoint"
-
-
-def wait_for(conn, sql, params=(), timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute(sql, params).fetchone()
-        if row and row[0] is not None:
-            return row
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for: {sql}")
 
 
 def hits(conn, query, cap):

@@ -14,7 +14,7 @@ export PSQL := /usr/lib/postgresql/15/bin/psql
 URL = postgresql://$(RUN_USER)@127.0.0.1:$(PGPORT)/$(DB)
 DATASET ?= ../shared/datasets/scifact
 
-.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench bench-search bench-ingest fuzz clean
+.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench bench-search bench-ingest bench-bm25 fuzz clean
 
 ## Install everything on a fresh machine (idempotent; seconds when done before).
 setup:
@@ -53,7 +53,7 @@ eval: start
 	@$(PY) scripts/eval.py "$(URL)" "$(DATASET)"
 
 ## Benchmarks: search latency/throughput, then ingestion throughput (both print what they measured).
-bench: bench-search bench-ingest
+bench: bench-search bench-ingest bench-bm25
 
 bench-search: start
 	@$(PY) scripts/bench.py "$(URL)"
@@ -61,6 +61,11 @@ bench-search: start
 ## Ingestion through the queue and the background worker: stand-in embedding server and built-in model.
 bench-ingest: start
 	@$(PY) scripts/bench_ingest.py "$(URL)"
+
+## BM25 under real loading patterns (one at a time, worker groups, one statement): segment counts, the
+## worker's compaction, and short against 200-word queries with and without rag.bm25_max_query_terms.
+bench-bm25: start
+	@$(PY) scripts/bench_bm25.py "$(URL)" --dataset "$(DATASET)"
 
 ## Mutation fuzzing of the parsers and the chunker on stable Rust (crates/core/examples/fuzz.rs):
 ## every target (pdf, docx, html, markdown, text, chunk) for FUZZ_SECONDS each; findings in target/fuzz/.

@@ -55,8 +55,9 @@ eval: start
 ## Benchmarks: search latency/throughput, then ingestion throughput (both print what they measured).
 bench: bench-search bench-ingest bench-bm25
 
+SIZES ?= 10000,100000
 bench-search: start
-	@$(PY) scripts/bench.py "$(URL)"
+	@$(PY) scripts/bench.py "$(URL)" --sizes $(SIZES)
 
 ## Ingestion through the queue and the background worker: stand-in embedding server and built-in model.
 bench-ingest: start

@@ -4,7 +4,9 @@ hand-written ParadeDB RRF recipe, on the same table (rag.chunks) and the same qu
 Usage (what `make bench` runs):
 
     python scripts/bench.py URL [--sizes 10000,100000] [--queries 200] [--clients 1,4,16] [--duration 10]
-                            [--text corpus.jsonl] [--query-file queries.jsonl] [--keep]
+                            [--text corpus.jsonl] [--query-file queries.jsonl] [--keep] [--bulk-from 500000]
+
+    make bench-search SIZES=1000000 runs the 1M-chunk case.
 
 How it works
 ------------
@@ -19,7 +21,10 @@ chunk gets
     L2-normalised, computed in Python,
 so text and vector agree the way they do for real chunks, and the vectors have the real model's
 geometry. Sizes are built incrementally (10k, then topped up to 100k); the bench rows are deleted at the
-end unless --keep. Real documents already in rag.chunks stay and are searched too (reported).
+end unless --keep. Sizes from --bulk-from on (default 500,000) are loaded as a DBA loads a large corpus:
+the model's HNSW index and the BM25 index are dropped, the rows copied, and both indexes built again with
+CREATE INDEX (maintenance_work_mem 4GB); their build times and sizes are reported. After the timings the
+memory of the application connection's backend is read from /proc (client and server on one host). Real documents already in rag.chunks stay and are searched too (reported).
 
 Queries. Real questions (SciFact queries.jsonl). Each query's vector is computed once with
 rag.embed(q) (timed: the query-embedding cost) and reused by the legs that take a vector.
@@ -292,6 +297,47 @@ def grow_corpus(conn, p: Passages, target: int, noise: float, rng: random.Random
     return time.perf_counter() - t0
 
 
+INDEXES = """
+SELECT c.relname, pg_get_indexdef(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'rag.chunks'::regclass AND (c.relname = 'chunks_bm25' OR c.relname IN (
+    SELECT index_name FROM rag.embedding_models WHERE model = %s))"""
+
+
+def bulk_load(conn, p: Passages, target: int, noise: float, rng: random.Random) -> dict:
+    """A large load the way a DBA does it: drop the model's HNSW index and the BM25 index, COPY, and
+    build both again (CREATE INDEX, maintenance_work_mem 4GB). Returns the times and index sizes."""
+    defs = conn.execute(INDEXES, (MODEL,)).fetchall()
+    for name, _ in defs:
+        conn.execute(f'DROP INDEX rag."{name}"')  # names from pg_class
+    load_s = grow_corpus(conn, p, target, noise, rng)
+    out = {"load_s": load_s}
+    conn.execute("SET maintenance_work_mem = '4GB'")
+    for name, ddl in sorted(defs, key=lambda d: d[0] != "chunks_bm25"):
+        log(f"  building {name} ...")
+        t0 = time.perf_counter()
+        conn.execute(ddl)
+        kind = "bm25" if name == "chunks_bm25" else "hnsw"
+        out[f"{kind}_build_s"] = time.perf_counter() - t0
+        out[f"{kind}_bytes"] = conn.execute("SELECT pg_relation_size(%s::regclass)", (f"rag.{name}",)).fetchone()[0]
+        log(f"    {name}: {out[kind + '_build_s']:.0f} s, {out[kind + '_bytes'] / 2**20:.0f} MB")
+    conn.execute("RESET maintenance_work_mem")
+    conn.execute("ANALYZE rag.chunks")
+    return out
+
+
+def backend_memory(conn) -> str:
+    """Peak and current private memory of a connection's backend (client and server on one host)."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)
+                  if k in ("VmHWM", "VmRSS", "RssShmem", "RssAnon")}
+    except OSError:
+        return "unavailable (server on another host)"
+    return (f"RSS {kb['VmRSS'] >> 10} MB, of which private (RssAnon) {kb['RssAnon'] >> 10} MB and shared memory "
+            f"touched {kb['RssShmem'] >> 10} MB; peak RSS {kb['VmHWM'] >> 10} MB")
+
+
 def delete_bench_rows(conn) -> int:
     return conn.execute(f"DELETE FROM rag.document_files WHERE {BENCH_DOCS}").rowcount
 
@@ -438,6 +484,8 @@ def parse_args(argv=None):
     p.add_argument("--noise", type=float, default=0.02, help="gaussian noise sigma per vector component")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--keep", action="store_true", help="keep the bench rows at the end")
+    p.add_argument("--bulk-from", type=int, default=500000,
+                   help="sizes from this one on are loaded with the indexes dropped and built after (default 500000)")
     args = p.parse_args(argv)
     args.sizes = sorted(set(args.sizes))
     if args.queries < 1 or args.duration <= 0 or args.passages < 1:
@@ -489,7 +537,8 @@ def main(argv=None) -> int:
         for size in args.sizes:
             log()
             log(f"Size {size}")
-            load_s = grow_corpus(conn, passages, size, args.noise, rng)
+            build = bulk_load(conn, passages, size, args.noise, rng) if size >= args.bulk_from else {}
+            load_s = build["load_s"] if build else grow_corpus(conn, passages, size, args.noise, rng)
             n_bench = bench_chunk_count(conn)
             (n_total,) = conn.execute("SELECT count(*) FROM rag.chunks").fetchone()
             log(f"  corpus: {n_bench} bench chunks + {n_total - n_bench} other chunks = {n_total} searched; "
@@ -509,8 +558,10 @@ def main(argv=None) -> int:
                 tp.append(throughput(args.url, queries, c, args.duration))
                 if tp[-1]["errors"]:
                     log(f"    {len(tp[-1]['errors'])} client errors, e.g. {tp[-1]['errors'][0]}")
+            memory = backend_memory(app)
+            log(f"  memory of the application connection's backend after its searches: {memory}")
             results.append({"size": size, "bench": n_bench, "total": n_total, "load_s": load_s, "legs": legs,
-                            "sanity": sanity, "throughput": tp, "plans": plans})
+                            "sanity": sanity, "throughput": tp, "plans": plans, "build": build, "memory": memory})
             report_size(results[-1])
     finally:
         if args.keep:

@@ -25,8 +25,15 @@ def found(conn, term):
 
 @pytest.fixture
 def settings(cluster):
-    with system_settings(cluster, bm25_compact_segments=REBUILT, bm25_compact_quiet=2):
+    """Automatic compaction off until a test turns it on (segments other tests left must not start a
+    rebuild at a moment the test does not control); a short quiet period."""
+    with system_settings(cluster, bm25_compact_segments=0, bm25_compact_quiet=2):
         yield
+
+
+def compact_above(su, segments):
+    su.execute(f"ALTER SYSTEM SET rag.bm25_compact_segments = {int(segments)}")
+    su.execute("SELECT pg_reload_conf()")
 
 
 def test_worker_compacts_after_one_by_one_ingest_without_blocking(cluster, su, unique, settings):
@@ -40,6 +47,7 @@ def test_worker_compacts_after_one_by_one_ingest_without_blocking(cluster, su, u
     with cluster.connect_as("app_reader") as holder:
         holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         holder.execute("SELECT count(*) FROM rag.chunks").fetchone()
+        compact_above(su, REBUILT)  # now: the rebuild starts after this snapshot, and must wait for it
         row = wait_for(su, "SELECT id FROM rag.bm25_compactions WHERE id > %s AND reason = 'automatic' "
                            "AND started_at IS NOT NULL", (last,))
         rebuild = row[0]

@@ -6,7 +6,8 @@ Usage (what `make bench` runs):
     python scripts/bench.py URL [--sizes 10000,100000] [--queries 200] [--clients 1,4,16] [--duration 10]
                             [--text corpus.jsonl] [--query-file queries.jsonl] [--keep] [--bulk-from 500000]
 
-    make bench-search SIZES=1000000 runs the 1M-chunk case.
+    make bench-search SIZES=1000000 runs the 1M-chunk case (add --all-legs-concurrent by hand for the
+    recipe's and pgvector's latency at 4 and 16 clients).
 
 How it works
 ------------
@@ -43,7 +44,8 @@ Because hybrid_search includes the query embedding and the recipe does not, "hyb
 hybrid p50 - embed p50 is also reported; it is derived, not measured.
 
 Throughput: rag.hybrid_search with 1, 4 and 16 client threads (one connection each, warmed up by one untimed search) for --duration
-seconds each, against the given URL only.
+seconds each, against the given URL only; with --all-legs-concurrent the recipe and pgvector-only legs too
+(each with the query's precomputed vector).
 """
 from __future__ import annotations
 
@@ -410,13 +412,15 @@ def plan_uses(conn, sql: str, params) -> str:
     return ", ".join(used) or "?"
 
 
-def throughput(url: str, queries: list[str], clients: int, duration: float) -> dict:
-    """rag.hybrid_search from `clients` threads, each on its own (warmed-up) connection, for `duration` seconds."""
+def throughput(url: str, params: list[tuple], clients: int, duration: float, sql: str = SQL_HYBRID) -> dict:
+    """`sql` (rag.hybrid_search by default) with `params` in turn, from `clients` threads, each on its own
+    (warmed-up) connection, for `duration` seconds."""
     conns = [psycopg.connect(url, autocommit=True) for _ in range(clients)]
     # One untimed search per connection first: a new backend loads the built-in model (~0.5 s) on its
     # first embedding, which would otherwise be counted as query time.
     for k, c in enumerate(conns):
-        c.execute(SQL_HYBRID, (queries[(k * 7) % len(queries)],)).fetchall()
+        c.execute("SET hnsw.ef_search = 100")
+        c.execute(sql, params[(k * 7) % len(params)]).fetchall()
     counts = [0] * clients
     lat: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -431,7 +435,7 @@ def throughput(url: str, queries: list[str], clients: int, duration: float) -> d
         try:
             while time.perf_counter() < deadline and counts[k] < max_iter:
                 t0 = time.perf_counter()
-                conn.execute(SQL_HYBRID, (queries[i % len(queries)],)).fetchall()
+                conn.execute(sql, params[i % len(params)]).fetchall()
                 lat[k].append(time.perf_counter() - t0)
                 counts[k] += 1
                 i += 1
@@ -484,6 +488,8 @@ def parse_args(argv=None):
     p.add_argument("--noise", type=float, default=0.02, help="gaussian noise sigma per vector component")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--keep", action="store_true", help="keep the bench rows at the end")
+    p.add_argument("--all-legs-concurrent", action="store_true",
+                   help="also run the recipe and pgvector-only legs at each client count")
     p.add_argument("--bulk-from", type=int, default=500000,
                    help="sizes from this one on are loaded with the indexes dropped and built after (default 500000)")
     args = p.parse_args(argv)
@@ -555,13 +561,22 @@ def main(argv=None) -> int:
             tp = []
             for c in args.clients:
                 log(f"  throughput: {c} client(s) x {args.duration:g} s ...")
-                tp.append(throughput(args.url, queries, c, args.duration))
+                tp.append(throughput(args.url, [(q,) for q in queries], c, args.duration))
                 if tp[-1]["errors"]:
                     log(f"    {len(tp[-1]['errors'])} client errors, e.g. {tp[-1]['errors'][0]}")
+            others = {}
+            if args.all_legs_concurrent:
+                for leg, sql, params in (("recipe", SQL_RECIPE, list(zip(queries, vecs))),
+                                         ("pgvector", SQL_PGVECTOR, [(v,) for v in vecs])):
+                    others[leg] = []
+                    for c in args.clients:
+                        log(f"  throughput of the {leg} leg: {c} client(s) x {args.duration:g} s ...")
+                        others[leg].append(throughput(args.url, params, c, args.duration, sql))
             memory = backend_memory(app)
             log(f"  memory of the application connection's backend after its searches: {memory}")
             results.append({"size": size, "bench": n_bench, "total": n_total, "load_s": load_s, "legs": legs,
-                            "sanity": sanity, "throughput": tp, "plans": plans, "build": build, "memory": memory})
+                            "sanity": sanity, "throughput": tp, "plans": plans, "build": build, "memory": memory,
+                            "others": others})
             report_size(results[-1])
     finally:
         if args.keep:
@@ -608,6 +623,11 @@ def report_size(r: dict) -> None:
     print_table(["clients", "queries", "seconds", "queries/s", "p50 ms", "p95 ms"],
                 [[t["clients"], t["queries"], f"{t['seconds']:.1f}", f"{t['qps']:.1f}", f"{t['p50']:.1f}",
                   f"{t['p95']:.1f}"] for t in r["throughput"]])
+    for leg, runs in r.get("others", {}).items():
+        log(f"  Throughput of the {leg} leg (the given query vector)")
+        print_table(["clients", "queries", "seconds", "queries/s", "p50 ms", "p95 ms"],
+                    [[t["clients"], t["queries"], f"{t['seconds']:.1f}", f"{t['qps']:.1f}", f"{t['p50']:.1f}",
+                      f"{t['p95']:.1f}"] for t in runs])
 
 
 def final_table(results: list[dict]) -> None:

@@ -82,8 +82,13 @@ WITH sample AS (
 INSERT INTO rag.bm25_term_stats_info (id, chunks, sampled, refreshed_at)
 VALUES (1, $2, (SELECT n FROM sampled), now())
 ON CONFLICT (id) DO UPDATE SET chunks = EXCLUDED.chunks, sampled = EXCLUDED.sampled, refreshed_at = EXCLUDED.refreshed_at";
+/// The chunk count the statistics were made from, and the table's now: the planner's estimate
+/// (`reltuples`, kept by autovacuum), so that the check every 30 s does not scan a large table; an exact
+/// count only while the table has never been analysed (`-1`).
 const STATS_AGE: &str = "\
-SELECT (SELECT chunks FROM rag.bm25_term_stats_info WHERE id = 1), (SELECT count(*) FROM rag.chunks)::float8";
+SELECT (SELECT chunks FROM rag.bm25_term_stats_info WHERE id = 1),
+       (SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::float8 ELSE (SELECT count(*) FROM rag.chunks)::float8 END
+        FROM pg_class c WHERE c.oid = 'rag.chunks'::regclass)";
 
 /// What the BM25 leg matches for `query`: the query itself, or its highest-weight terms when it has
 /// more distinct terms than `rag.bm25_max_query_terms`.

@@ -48,7 +48,8 @@ pub fn register() {
     }
 }
 
-fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
+/// A transaction as the connected superuser (the worker's own bookkeeping; files go through `as_worker`).
+pub(crate) fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
     BackgroundWorker::transaction(AssertUnwindSafe(f))
 }
 

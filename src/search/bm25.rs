@@ -35,9 +35,9 @@ pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
         );
     }
     let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
+    let m = super::long_query::bm25_match(query);
+    let sql = BM25_SEARCH.replace("{ROW_BY_ID}", super::ROW_BY_ID).replace("{MATCH}", &m.predicate(3));
     Spi::connect(|client| {
-        let m = super::long_query::bm25_match(query);
-        let sql = BM25_SEARCH.replace("{ROW_BY_ID}", super::ROW_BY_ID).replace("{MATCH}", &m.predicate(3));
         let mut args: Vec<pgrx::datum::DatumWithOid> = vec![m.first().into(), (k as i64).into()];
         args.extend(m.extra().into_iter().map(Into::into));
         let table = client.select(sql.as_str(), None, &args)?;

@@ -18,10 +18,9 @@
 use crate::errors::SpiOk;
 use crate::guc;
 use super::long_query;
+use crate::queue::worker::in_transaction;
 use crate::queue::{subxact, toplevel};
-use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 const SEGMENTS: &str = "SELECT count(*) FROM paradedb.index_info('rag.chunks_bm25')";
@@ -43,10 +42,6 @@ const REBUILD: &str = "REINDEX INDEX CONCURRENTLY rag.chunks_bm25";
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How often it checks whether the BM25 term statistics (`long_query.rs`) are stale.
 const STATS_EVERY: Duration = Duration::from_secs(30);
-
-fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
-    BackgroundWorker::transaction(AssertUnwindSafe(f))
-}
 
 fn segments() -> i64 {
     crate::read::one::<i64>(SEGMENTS, &[]).or_raise("counting BM25 segments").unwrap_or(0)
@@ -106,9 +101,7 @@ impl Compactor {
             self.seen = self.floor;
         }
     }
-}
 
-impl Compactor {
     /// Rebuild a damaged index (found by the start-up check).
     pub fn repair(&mut self) {
         self.cleaned = true;

@@ -54,14 +54,21 @@ impl Bm25Match {
     }
 }
 
-/// The index's tokenizer for `content_with_context` (sql/ragbench--0.3.0--0.4.0.sql, rag.chunks_bm25).
-const STEMS: &str =
-    "SELECT w, w::pdb.simple('stemmer=english', 'stopwords_language=english')::text[] FROM unnest($1::text[]) AS w";
+/// The tokens of a text expression, by the tokenizer of `content_with_context` in rag.chunks_bm25
+/// (sql/ragbench--0.3.0--0.4.0.sql): one literal for the query's words and the worker's sample.
+macro_rules! tokens_of {
+    ($expr:literal) => {
+        concat!($expr, "::pdb.simple('stemmer=english', 'stopwords_language=english')::text[]")
+    };
+}
+
+const STEMS: &str = concat!("SELECT w, ", tokens_of!("w"), " FROM unnest($1::text[]) AS w");
 const TERM_STATS: &str = "SELECT term, df, docs FROM rag._term_stats($1)";
 
 /// Chunks the worker samples for the term statistics.
 const SAMPLE_CHUNKS: f64 = 20_000.0;
-const REFRESH_STATS: &str = "\
+const REFRESH_STATS: &str = concat!(
+    "\
 WITH sample AS (
     SELECT content_with_context FROM rag.chunks TABLESAMPLE SYSTEM ($1) REPEATABLE (7)
 ), tokens AS (
@@ -69,7 +76,9 @@ WITH sample AS (
     FROM sample s
     CROSS JOIN LATERAL (
         SELECT DISTINCT u AS term
-        FROM unnest(s.content_with_context::pdb.simple('stemmer=english', 'stopwords_language=english')::text[]) AS u
+        FROM unnest(",
+    tokens_of!("s.content_with_context"),
+    ") AS u
     ) t
 ), counted AS (
     SELECT term, count(*) AS n FROM tokens GROUP BY term
@@ -81,7 +90,8 @@ WITH sample AS (
 )
 INSERT INTO rag.bm25_term_stats_info (id, chunks, sampled, refreshed_at)
 VALUES (1, $2, (SELECT n FROM sampled), now())
-ON CONFLICT (id) DO UPDATE SET chunks = EXCLUDED.chunks, sampled = EXCLUDED.sampled, refreshed_at = EXCLUDED.refreshed_at";
+ON CONFLICT (id) DO UPDATE SET chunks = EXCLUDED.chunks, sampled = EXCLUDED.sampled, refreshed_at = EXCLUDED.refreshed_at"
+);
 /// The chunk count the statistics were made from, and the table's now: the planner's estimate
 /// (`reltuples`, kept by autovacuum), so that the check every 30 s does not scan a large table; an exact
 /// count only while the table has never been analysed (`-1`).

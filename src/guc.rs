@@ -27,7 +27,7 @@ pub static HNSW_M: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HNSW_EF_CONSTRUCTION: GucSetting<i32> = GucSetting::<i32>::new(64);
 pub static HNSW_EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
 
-pub static WORKER_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static WORKER_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static WORKER_ROLE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"rag_worker"));
 pub static WORKERS_PER_DATABASE: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static WORKER_POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
@@ -282,10 +282,11 @@ pub fn register() {
     );
     GucRegistry::define_string_guc(
         c"rag.worker_databases",
-        c"Comma-separated databases served by the ingestion background worker (needs a restart).",
-        c"A worker waits without error until CREATE EXTENSION ragbench has run in its database.",
+        c"Restricts the ingestion background workers to these comma-separated databases; empty: every database with the extension.",
+        c"The ragbench launcher starts workers for every database in which CREATE EXTENSION ragbench has run \
+          (at once on CREATE EXTENSION, and by scanning pg_database); this setting only narrows that set.",
         &WORKER_DATABASES,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
@@ -300,7 +301,7 @@ pub fn register() {
     );
     GucRegistry::define_int_guc(
         c"rag.workers_per_database",
-        c"Ingestion background workers per database (needs a restart); 0 disables the worker.",
+        c"Ingestion background workers per database (needs a restart); 0 disables the workers and their launcher.",
         c"",
         &WORKERS_PER_DATABASE,
         0,

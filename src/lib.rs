@@ -62,7 +62,8 @@ extension_sql_file!(
         chat::ask,
     ]
 );
-extension_sql_file!("../sql/ragbench--0.4.0--0.5.0.sql", name = "v0_5_0", finalize);
+extension_sql_file!("../sql/ragbench--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["security"]);
+extension_sql_file!("../sql/ragbench--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -70,7 +71,7 @@ pub extern "C-unwind" fn _PG_init() {
     tenant::register();
     // SAFETY: reading a postmaster global during library load.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        queue::worker::register();
+        queue::launcher::register();
     }
 }
 
@@ -83,6 +84,7 @@ pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'ragbench, pg_search'"]
+        // No ingestion worker in the test database: the #[pg_test]s drive the queue themselves.
+        vec!["shared_preload_libraries = 'ragbench, pg_search'", "rag.worker_databases = 'postgres'"]
     }
 }

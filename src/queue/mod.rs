@@ -3,6 +3,7 @@
 //! reports progress, `rag.retry_failed` re-sends dead letters.
 
 pub mod crash_test;
+pub mod launcher;
 pub mod subxact;
 pub mod task;
 pub mod toplevel;

@@ -1,18 +1,18 @@
-//! The ingestion background worker. Registered in `_PG_init` when the library is in
-//! `shared_preload_libraries`: `rag.workers_per_database` workers for each database in
-//! `rag.worker_databases`, started after recovery finishes (so never on a hot standby), restarted by
-//! the postmaster if one dies. Each worker takes up to `rag.worker_batch_size` files at a time and
-//! commits after each step (see `process_group` and `task.rs`), waits
-//! quietly while the extension is not created in its database, reloads its configuration on SIGHUP
-//! and exits cleanly on SIGTERM. It calls Postgres from its main thread only. The first worker of each
-//! database also removes expired temporary chat sessions once a minute, checks the BM25 index at start
-//! and compacts it when idle (`search/compact.rs`).
+//! The ingestion background worker. Started by the launcher (`launcher.rs`) or by
+//! `rag.start_workers()` (CREATE EXTENSION) as a dynamic background worker for one slot of one
+//! database: `rag.workers_per_database` of them per database with the extension. Each takes up to
+//! `rag.worker_batch_size` files at a time and commits after each step (see `process_group` and
+//! `task.rs`), exits when the extension is not (or no longer) in its database or the database leaves
+//! `rag.worker_databases`, reloads its configuration on SIGHUP and exits cleanly on SIGTERM; the
+//! launcher starts it again with a growing delay. It calls Postgres from its main thread only. The
+//! first worker (slot 0) of each database also removes expired temporary chat sessions once a minute,
+//! checks the BM25 index at start and compacts it when idle (`search/compact.rs`).
 
 use super::{subxact, task};
 use crate::errors::SpiOk;
 use crate::guc;
 use crate::ingest;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
@@ -20,30 +20,40 @@ use std::time::Duration;
 /// backend_type shown in pg_stat_activity.
 pub const WORKER_TYPE: &str = "ragbench worker";
 
-fn databases() -> Vec<String> {
-    guc::string(&guc::WORKER_DATABASES)
-        .unwrap_or_default()
-        .split(',')
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty())
-        .collect()
+/// Session advisory lock (two-key form) held by the worker of each slot: `(SLOT_LOCK, slot)`. A
+/// second worker for the same slot of the same database finds it taken and exits.
+const SLOT_LOCK: i32 = 0x7261_6762; // "ragb"
+
+/// Take this slot's lock. A worker started by CREATE EXTENSION retries for a while: the launcher's
+/// probe may hold the lock for the moment it takes to see that the extension is not committed yet.
+fn claim_slot(slot: i32, patient: bool) -> bool {
+    let tries = if patient { 50 } else { 1 };
+    for _ in 0..tries {
+        let got = in_transaction(|| {
+            Spi::get_one_with_args::<bool>("SELECT pg_try_advisory_lock($1, $2)", &[SLOT_LOCK.into(), slot.into()])
+                .ok()
+                .flatten()
+                .unwrap_or(false)
+        });
+        if got {
+            return true;
+        }
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(200))) || crate::interrupts::stopping() {
+            return false;
+        }
+    }
+    false
 }
 
-/// Register the workers (called from `_PG_init` during shared_preload_libraries processing).
-pub fn register() {
-    let per_db = guc::WORKERS_PER_DATABASE.get().max(0);
-    for (d, db) in databases().iter().enumerate() {
-        for w in 0..per_db {
-            let slot = d as i32 * per_db + w;
-            BackgroundWorkerBuilder::new(&format!("ragbench worker {w} for database {db}"))
-                .set_type(WORKER_TYPE)
-                .set_library("ragbench")
-                .set_function("ragbench_worker_main")
-                .set_argument(slot.into_datum())
-                .enable_spi_access()
-                .set_start_time(BgWorkerStartTime::RecoveryFinished)
-                .set_restart_time(Some(Duration::from_secs(5)))
-                .load();
+/// Wait until the transaction that started this worker (CREATE EXTENSION) has ended.
+fn wait_for_creator(xid: u32) {
+    if xid == 0 {
+        return;
+    }
+    // SAFETY: a read of the shared proc array.
+    while in_transaction(|| unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }) {
+        if !BackgroundWorker::wait_latch(Some(Duration::from_millis(200))) || crate::interrupts::stopping() {
+            return;
         }
     }
 }
@@ -65,6 +75,15 @@ fn as_worker<R>(f: impl FnOnce() -> R) -> R {
 
 fn worker_role() -> Option<String> {
     guc::string(&guc::WORKER_ROLE).map(|r| r.trim().to_string()).filter(|r| !r.is_empty())
+}
+
+fn extension_exists() -> bool {
+    in_transaction(|| {
+        Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')")
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+    })
 }
 
 /// Whether the extension exists and the worker's role too (checked as the connected superuser).
@@ -98,18 +117,24 @@ fn ready_to_work(said_missing_role: &mut bool) -> bool {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
-    let slot = unsafe { i32::from_polymorphic_datum(arg, false, pg_sys::INT4OID) }.unwrap_or(0);
-    let per_db = guc::WORKERS_PER_DATABASE.get().max(1);
-    let Some(db) = databases().get((slot / per_db) as usize).cloned() else {
-        return;
-    };
+    let (db_oid, slot) = super::launcher::decode(arg);
+    let creator: u32 = BackgroundWorker::get_extra().trim().parse().unwrap_or(0);
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db_oid), None);
     crate::interrupts::mark_worker();
-    log!("ragbench worker started for database \"{db}\"");
-
-    let mut said_waiting = false;
+    let db = in_transaction(|| Spi::get_one::<String>("SELECT current_database()::text").ok().flatten().unwrap_or_default());
+    if !super::launcher::serves(&db) || !claim_slot(slot, creator != 0) {
+        debug1!("ragbench worker {slot} for database \"{db}\": not needed (not served, or already running)");
+        return;
+    }
+    wait_for_creator(creator);
     let mut said_missing_role = false;
+    if !extension_exists() {
+        debug1!("ragbench worker {slot}: no ragbench extension in database \"{db}\"; exiting");
+        return;
+    }
+    log!("ragbench worker {slot} started for database \"{db}\"");
+
     // Check the BM25 index once at start (a crash restarts every worker) and after each reload.
     let mut check_bm25 = true;
     let mut last_cleanup = std::time::Instant::now() - Duration::from_secs(3600);
@@ -122,12 +147,15 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
             // SAFETY: the documented way for a background worker to re-read postgresql.conf.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             check_bm25 = true;
+            if !super::launcher::serves(&db) {
+                log!("ragbench worker {slot}: database \"{db}\" is no longer in rag.worker_databases; stopping");
+                break;
+            }
         }
         let ready = ready_to_work(&mut said_missing_role);
         let mut handled = 0;
         if ready {
-            said_waiting = false;
-            if slot % per_db == 0 && check_bm25 {
+            if slot == 0 && check_bm25 {
                 check_bm25 = false;
                 if guc::BM25_AUTO_REPAIR.get() {
                     let damaged = in_transaction(|| {
@@ -142,19 +170,19 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
                     }
                 }
             }
-            if slot % per_db == 0 && last_cleanup.elapsed() >= Duration::from_secs(60) {
+            if slot == 0 && last_cleanup.elapsed() >= Duration::from_secs(60) {
                 last_cleanup = std::time::Instant::now();
                 as_worker(|| Spi::run("SELECT rag.cleanup_temporary_sessions()").ok());
             }
             if !crate::interrupts::stopping() && process_group() {
                 handled += 1;
             }
-            if handled == 0 && slot % per_db == 0 && !crate::interrupts::stopping() {
+            if handled == 0 && slot == 0 && !crate::interrupts::stopping() {
                 compactor.tick();
             }
-        } else if !said_waiting {
-            log!("ragbench worker: extension not created in database \"{db}\" yet; waiting");
-            said_waiting = true;
+        } else if !extension_exists() {
+            log!("ragbench worker {slot}: the ragbench extension was dropped from database \"{db}\"; stopping");
+            break;
         }
         if handled == 0 {
             let poll = Duration::from_millis(guc::WORKER_POLL_INTERVAL_MS.get().max(10) as u64);

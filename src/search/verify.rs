@@ -12,7 +12,7 @@
 //!   blocks searches of this table while it runs (seconds per 100k chunks). The worker rebuilds with
 //!   `REINDEX INDEX CONCURRENTLY` instead (`compact.rs`), so searches (answered from the vector leg
 //!   meanwhile) and writes go on.
-//! The background worker runs the check at start (after every crash recovery the postmaster restarts
+//! The background worker runs the check at start (after every crash recovery the launcher starts
 //! it) and when its configuration is reloaded, while `rag.bm25_auto_repair` is on.
 
 use crate::errors::{self, SpiOk};

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = Path("/usr/share/doc/postgresql-doc-15/html")
-PG_BIN = ROOT / ".stack" / "pg" / "bin"
+PG_BIN = Path(os.environ.get("PG_BIN", ROOT / ".stack" / "pg" / "bin"))
 RUN_USER = "ragbench"  # the OS user that runs the test servers (PostgreSQL refuses root)
 
 # LOGIN role -> the one group role it is granted. app_reader also reads what app_writer ingests (role

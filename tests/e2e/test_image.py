@@ -1,6 +1,10 @@
 """The Docker image's configuration, without a Docker engine (issue 13, item 4): a cluster made the way the
 image's entrypoint makes it — initdb, POSTGRES_DB created, docker/initdb/*.sh run against it, then the server
-started with the Dockerfile's own CMD settings — processes an upload with its background worker."""
+started with the Dockerfile's own CMD settings — processes an upload with its background worker.
+
+The same server then shows the launcher (src/queue/launcher.rs): CREATE EXTENSION in a second database starts
+that database's worker without a restart, rag.worker_databases narrows the set on reload, and DROP EXTENSION
+lets the worker go (so a plain DROP DATABASE works)."""
 import json
 import os
 import re
@@ -13,7 +17,7 @@ import psycopg
 from conftest import PG_BIN, ROOT, RUN_USER, as_run_user as as_user, stop_server
 
 PSQL_DIR = "/usr/lib/postgresql/15/bin"
-PORT = "55431"
+PORT = "55435"
 DB = "ragbench"  # POSTGRES_DB in docker/docker-compose.yml
 
 
@@ -52,17 +56,78 @@ def test_the_image_configuration_processes_an_upload():
         as_user(ctl + ["-m", "fast", "stop"])
         as_user(ctl + ["-o", options, "start"])
         with psycopg.connect(f"{url}/{DB}", autocommit=True) as c:
-            assert c.execute("SHOW rag.worker_databases").fetchone()[0] == DB
-            batch = c.execute("SELECT rag.upload(ARRAY['image.txt'], "
-                              "ARRAY[convert_to('The image runs its worker in the right database.', 'UTF8')])").fetchone()[0]
-            deadline = time.time() + 180
-            while time.time() < deadline:
-                status = c.execute("SELECT status FROM rag.batch_status(%s)", (batch,)).fetchone()[0]
-                if status in ("completed", "failed", "partially failed"):
-                    break
-                time.sleep(1)
-            assert status == "completed", log.read_text()[-2000:]
-            assert c.execute("SELECT count(*) FROM rag.bm25_search('worker database', 5)").fetchone()[0] == 1
+            assert c.execute("SHOW rag.worker_databases").fetchone()[0] == ""  # every database with the extension
+            assert_upload_processed(c, "image.txt", "The image runs its worker in the right database.",
+                                    "worker database", log)
+        launcher_serves_new_databases(url, log)
     finally:
         stop_server(data)
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def wait_batch(c, batch, seconds=180):
+    deadline = time.time() + seconds
+    status = None
+    while time.time() < deadline:
+        status = c.execute("SELECT status FROM rag.batch_status(%s)", (batch,)).fetchone()[0]
+        if status in ("completed", "failed", "partially failed"):
+            break
+        time.sleep(0.5)
+    return status
+
+
+def assert_upload_processed(c, name, text, query, log):
+    batch = c.execute("SELECT rag.upload(ARRAY[%s], ARRAY[convert_to(%s, 'UTF8')])", (name, text)).fetchone()[0]
+    assert wait_batch(c, batch) == "completed", log.read_text()[-3000:]
+    assert c.execute("SELECT count(*) FROM rag.bm25_search(%s, 5)", (query,)).fetchone()[0] == 1
+
+
+def workers(c, db):
+    return c.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ragbench worker' AND datname = %s",
+                     (db,)).fetchone()[0]
+
+
+def wait_workers(c, db, n, seconds=30):
+    deadline = time.time() + seconds
+    while workers(c, db) != n and time.time() < deadline:
+        time.sleep(0.2)
+    return workers(c, db)
+
+
+def launcher_serves_new_databases(url, log):
+    with psycopg.connect(f"{url}/postgres", autocommit=True) as admin:
+        assert admin.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'ragbench launcher'"
+                             ).fetchone()[0] == 1
+        # Databases without the extension hold no worker (a probe exits at once).
+        assert wait_workers(admin, "postgres", 0) == 0
+        admin.execute("CREATE DATABASE second")
+        with psycopg.connect(f"{url}/second", autocommit=True) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION ragbench CASCADE")
+            # no restart: CREATE EXTENSION started the worker, which waited for the commit
+            assert wait_workers(admin, "second", 1) == 1
+            assert_upload_processed(c, "second.txt", "A second database gets its own ingestion worker.",
+                                    "second database worker", log)
+            # a second start (rag_admin may bring back terminated workers) does not make a duplicate
+            assert c.execute("SELECT rag.start_workers()").fetchone()[0] == 1
+            time.sleep(2)
+            assert workers(admin, "second") == 1
+
+            # rag.worker_databases narrows the set on reload: the worker of `second` stops, uploads wait
+            admin.execute(f"ALTER SYSTEM SET rag.worker_databases = '{DB}'")
+            admin.execute("SELECT pg_reload_conf()")
+            assert wait_workers(admin, "second", 0) == 0
+            assert workers(admin, DB) == 1
+            batch = c.execute("SELECT rag.upload(ARRAY['later.txt'], ARRAY[convert_to('Processed once allowed again.', "
+                              "'UTF8')])").fetchone()[0]
+            time.sleep(3)
+            assert c.execute("SELECT status FROM rag.batch_status(%s)", (batch,)).fetchone()[0] == "pending"
+            admin.execute("ALTER SYSTEM RESET rag.worker_databases")
+            admin.execute("SELECT pg_reload_conf()")
+            # the launcher looks again at once on reload
+            assert wait_batch(c, batch, 60) == "completed", log.read_text()[-3000:]
+
+            # DROP EXTENSION lets the worker go, so a plain DROP DATABASE works
+            c.execute("DROP EXTENSION ragbench CASCADE")
+            assert wait_workers(admin, "second", 0) == 0
+        admin.execute("DROP DATABASE second")

@@ -58,6 +58,7 @@ ROUTINES = {
     "rag.cleanup_temporary_sessions()": ("admin", "SELECT rag.cleanup_temporary_sessions()"),
     "rag.status()": ("admin", "SELECT * FROM rag.status()"),
     "rag.compact()": ("admin", "SELECT rag.compact()"),
+    "rag.start_workers()": ("admin", "SELECT rag.start_workers()"),
     "rag._term_stats(text[])": ("reader", "SELECT * FROM rag._term_stats(ARRAY['vacuum'])"),
     "rag._worker_processes()": ("admin", "SELECT * FROM rag._worker_processes()"),
     "rag.embedding_model_id()": ("reader", "SELECT rag.embedding_model_id()"),

@@ -104,5 +104,17 @@ if [ ! -x "$STACK/venv/bin/python" ] || ! "$STACK/venv/bin/python" -c 'import ps
   python3 -m venv "$STACK/venv"
   "$STACK/venv/bin/pip" install -q 'psycopg[binary]==3.2.13' 'pytest==8.3.4'
 fi
+# The Python client (clients/python, editable) and what its tests import: psycopg_pool, tqdm,
+# llama-index-core, langchain-core and every transitive dependency, pinned with sha256 hashes.
+# Done again when the pins or the package's metadata change (their hash is stamped in the venv).
+CLIENT="$ROOT/clients/python"
+client_stamp="$(cat "$CLIENT/requirements-test.txt" "$CLIENT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STACK/venv/.ragbench-client" 2>/dev/null)" != "$client_stamp" ] ||
+   ! "$STACK/venv/bin/python" -c 'import sys, ragbench; sys.exit(not ragbench.__file__.startswith(sys.argv[1]))' "$CLIENT" 2>/dev/null; then
+  log "python client (clients/python) and its pinned test dependencies"
+  "$STACK/venv/bin/pip" install -q --require-hashes -r "$CLIENT/requirements-test.txt"
+  "$STACK/venv/bin/pip" install -q --no-deps --no-build-isolation -e "$CLIENT"
+  echo "$client_stamp" > "$STACK/venv/.ragbench-client"
+fi
 
 log "ready: $("$PG_CONFIG" --version), cargo-pgrx $PGRX_VERSION, model in $SHAREDIR/ragbench"

@@ -215,7 +215,8 @@ class Client:
 
     @contextlib.contextmanager
     def _listen_connection(self) -> Iterator[psycopg.Connection]:
-        if self._conninfo is not None and self._pinned.get() is None:  # our own: a second connection, so the client stays usable
+        # a client on a connection of its own waits on a second one, so that it stays usable meanwhile
+        if self._conninfo is not None and self._pinned.get() is None:
             with translated():
                 conn = psycopg.connect(self._conninfo, autocommit=True)
             with conn:

@@ -76,8 +76,7 @@ def _class_for(sqlstate: Optional[str], exc: psycopg.Error) -> type:
         return ConnectionFailed if isinstance(exc, psycopg.OperationalError) else ServerError
     if sqlstate == "42501":
         return PermissionDenied
-    if sqlstate.startswith("22") or sqlstate in ("42883", "42804", "42P18"):
-        # data exceptions; wrong argument types (an undefined function/signature mismatch)
+    if sqlstate.startswith("22"):  # data exceptions: the extension's own refusals of an argument
         return InvalidArgument
     if sqlstate.startswith("08") or sqlstate.startswith("57P"):
         return ConnectionFailed

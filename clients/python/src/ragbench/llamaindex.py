@@ -27,7 +27,6 @@ except ImportError as exc:  # pragma: no cover
 from . import _sql
 from .aio import AsyncClient
 from .client import Client
-from .errors import InvalidArgument
 from .types import Message, SearchHit
 
 # Keys that are not UUIDs name a session whose id is derived from the key (and whose title is the key).
@@ -180,7 +179,7 @@ class RagbenchChatStore(BaseChatStore):
         sid = self.session_id(key)
         with self._client.transaction():
             messages = self._client.history(sid)
-            if not -len(messages) <= idx < len(messages) or (idx < 0 and not messages):
+            if not -len(messages) <= idx < len(messages):
                 return None
             target = messages[idx]
             self._client.delete_message(sid, target.id)
@@ -197,4 +196,4 @@ class RagbenchChatStore(BaseChatStore):
         return keys
 
 
-__all__ = ["RagbenchRetriever", "RagbenchChatStore", "hit_to_node", "InvalidArgument"]
+__all__ = ["RagbenchRetriever", "RagbenchChatStore", "hit_to_node"]

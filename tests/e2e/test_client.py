@@ -640,3 +640,8 @@ def test_cli(cluster, urls, tmp_path):
     assert "SQLSTATE 42501" in denied.stderr and "Traceback" not in denied.stderr
     bad = ragbench_cmd("search", "x", "--mode", "fuzzy", env=writer, check=False)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    # python -m ragbench is the same command
+    module = subprocess.run([sys.executable, "-m", "ragbench", "--url", urls["app_reader"], "documents", "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert module.returncode == 0, module.stderr
+    assert sorted(d["file_name"] for d in json.loads(module.stdout)) == ["sub/index.md", "wal.txt"]

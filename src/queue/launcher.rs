@@ -119,6 +119,16 @@ fn start_workers() -> i32 {
     }
     // SAFETY: reads the current transaction's id (0 when it has none).
     let creator = u32::from(unsafe { pg_sys::GetTopTransactionIdIfAny() });
+    // At most once per transaction, and not at all while this database's workers run (outside CREATE
+    // EXTENSION): a loop of calls cannot fill max_worker_processes with duplicates.
+    // SAFETY: reads the local transaction id of this backend.
+    let lxid = unsafe { (*pg_sys::MyProc).vxid.lxid };
+    if LAST_CALL.swap(u32::from(lxid), Ordering::SeqCst) == u32::from(lxid) {
+        return 0;
+    }
+    if creator == 0 && running_here() >= i64::from(per_db) {
+        return 0;
+    }
     let mut started = 0;
     for slot in 0..per_db {
         if start_worker(db, &name, slot, creator, false).is_none() {
@@ -132,6 +142,20 @@ fn start_workers() -> i32 {
         started += 1;
     }
     started
+}
+
+/// The local transaction of the last rag.start_workers() call in this backend.
+static LAST_CALL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Ingestion workers connected to this database now.
+fn running_here() -> i64 {
+    crate::read::one::<i64>(
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = $1 AND datname = current_database()",
+        &[super::worker::WORKER_TYPE.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(0)
 }
 
 fn current_database() -> (pg_sys::Oid, String) {

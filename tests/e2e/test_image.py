@@ -108,10 +108,15 @@ def launcher_serves_new_databases(url, log):
             assert wait_workers(admin, "second", 1) == 1
             assert_upload_processed(c, "second.txt", "A second database gets its own ingestion worker.",
                                     "second database worker", log)
-            # a second start (rag_admin may bring back terminated workers) does not make a duplicate
+            # rag.start_workers() starts nothing while the worker runs, and brings back a terminated one
+            assert c.execute("SELECT rag.start_workers()").fetchone()[0] == 0
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE backend_type = 'ragbench worker' AND datname = 'second'")
+            assert wait_workers(admin, "second", 0) == 0
             assert c.execute("SELECT rag.start_workers()").fetchone()[0] == 1
-            time.sleep(2)
-            assert workers(admin, "second") == 1
+            assert wait_workers(admin, "second", 1) == 1
+            time.sleep(1)
+            assert workers(admin, "second") == 1  # the launcher's probe did not add a duplicate
 
             # rag.worker_databases narrows the set on reload: the worker of `second` stops, uploads wait
             admin.execute(f"ALTER SYSTEM SET rag.worker_databases = '{DB}'")

@@ -14,7 +14,7 @@ export PSQL := /usr/lib/postgresql/15/bin/psql
 URL = postgresql://$(RUN_USER)@127.0.0.1:$(PGPORT)/$(DB)
 DATASET ?= ../shared/datasets/scifact
 
-.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval bench bench-search bench-ingest bench-bm25 fuzz clean
+.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval eval-peer bench bench-search bench-ingest bench-bm25 fuzz clean
 
 ## Install everything on a fresh machine (idempotent; seconds when done before).
 setup:
@@ -51,6 +51,20 @@ test: setup
 ## Retrieval quality on a BEIR dataset: nDCG@10, Recall@100, MRR@10 for BM25, vector and hybrid.
 eval: start
 	@$(PY) scripts/eval.py "$(URL)" "$(DATASET)"
+
+## The peer side by side: LlamaIndex's PGVectorStore (hybrid_search=True) and ragbench's hybrid retriever,
+## both through LlamaIndex, on the same chunks, vectors and queries: nDCG@10, Recall@100, MRR@10, p50/p95
+## latency, as Markdown. Installs clients/python/requirements-eval.txt (pinned, hashed) when needed.
+EVAL_REQS := $(ROOT)/clients/python/requirements-eval.txt
+eval-peer: start
+	@stamp="$$(sha256sum "$(EVAL_REQS)" | cut -d' ' -f1)"; \
+	if [ "$$(cat "$(STACK)/venv/.ragbench-eval" 2>/dev/null)" != "$$stamp" ] || \
+	   ! $(PY) -c 'import llama_index.vector_stores.postgres' 2>/dev/null; then \
+	  echo "[eval-peer] pip install --require-hashes --no-deps -r clients/python/requirements-eval.txt"; \
+	  $(STACK)/venv/bin/pip install -q --require-hashes --no-deps -r "$(EVAL_REQS)" && \
+	  echo "$$stamp" > "$(STACK)/venv/.ragbench-eval"; \
+	fi
+	@$(PY) scripts/eval_peer.py "$(URL)" "$(DATASET)"
 
 ## Benchmarks: search latency/throughput, then ingestion throughput (both print what they measured).
 bench: bench-search bench-ingest bench-bm25

@@ -22,6 +22,7 @@ pub static EMBEDDING_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000
 pub static EMBEDDING_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static EMBEDDING_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
 pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static EMBEDDING_MODE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"service"));
 
 pub static HNSW_M: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HNSW_EF_CONSTRUCTION: GucSetting<i32> = GucSetting::<i32>::new(64);
@@ -185,6 +186,15 @@ pub fn register() {
         c"",
         &EMBEDDING_PROVIDER,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.embedding_mode",
+        c"Where the built-in model runs: service (one shared process per server) or backend (a copy in each backend).",
+        c"service needs shared_preload_libraries; without it the backend path is used. The service loads the model \
+          from the server's rag.model_dir once; backend loads about 90 MB into every backend that embeds.",
+        &EMBEDDING_MODE,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(

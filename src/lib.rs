@@ -65,13 +65,23 @@ extension_sql_file!(
 extension_sql_file!("../sql/ragbench--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["security"]);
 extension_sql_file!("../sql/ragbench--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"], finalize);
 
+/// The library was loaded by shared_preload_libraries (set in the postmaster, inherited by every
+/// process it forks): only then do the launcher, the workers and the embedding service exist.
+static PRELOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn preloaded() -> bool {
+    PRELOADED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::register();
     tenant::register();
     // SAFETY: reading a postmaster global during library load.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        PRELOADED.store(true, std::sync::atomic::Ordering::SeqCst);
         queue::launcher::register();
+        embed::service::register();
     }
 }
 

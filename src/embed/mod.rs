@@ -6,6 +6,7 @@
 //! Postgres errors. The providers themselves live in `ragbench_core::embed` and never call Postgres.
 
 pub use ragbench_core::embed::{builtin, http, provider};
+pub mod service;
 
 use crate::errors;
 use crate::guc;
@@ -41,6 +42,8 @@ struct Settings {
     max_retries: i32,
     batch_size: i32,
     model_dir: PathBuf,
+    /// The built-in model through the shared service (`service.rs`) rather than in this backend.
+    via_service: bool,
 }
 
 impl Settings {
@@ -59,6 +62,10 @@ impl Settings {
             max_retries: crate::secrets::capped_retries(guc::EMBEDDING_MAX_RETRIES.get()) as i32,
             batch_size: crate::secrets::capped_batch_size() as i32,
             model_dir: guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(default_model_dir),
+            via_service: {
+                service::check_mode();
+                service::in_use()
+            },
         }
     }
 
@@ -66,7 +73,7 @@ impl Settings {
     fn key(&self) -> String {
         let key_hash = self.api_key.as_deref().map(|k| ragbench_core::ingest::content_hash(k.as_bytes()));
         format!(
-            "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}",
+            "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{}",
             self.provider,
             self.model,
             self.url,
@@ -74,7 +81,8 @@ impl Settings {
             self.timeout_ms,
             self.max_retries,
             self.batch_size,
-            self.model_dir.display()
+            self.model_dir.display(),
+            self.via_service
         )
     }
 
@@ -103,6 +111,10 @@ impl Settings {
                              or choose the ollama or openai provider.",
                         );
                     }
+                }
+                if self.via_service {
+                    let timeout = Duration::from_millis(self.timeout_ms.max(1) as u64);
+                    return Ok(service::client(timeout, self.batch_size.max(1) as usize));
                 }
                 Ok(Arc::new(builtin::BuiltinEmbedder::load(&self.model_dir)?))
             }
@@ -176,6 +188,11 @@ pub fn report(err: EmbedError) -> ! {
     let hint = match &err {
         EmbedError::ModelFiles { .. } => {
             "Run `make setup` (or docker/install-extras.sh) to install the built-in model, or set rag.model_dir."
+        }
+        EmbedError::Service { .. } => {
+            "The built-in model runs in the ragbench embedding service (a background process of this server, \
+             restarted by the postmaster within seconds): see the server log. A superuser can SET \
+             rag.embedding_mode = 'backend' to load the model in the backend instead."
         }
         _ => "Check rag.embedding_provider, rag.embedding_url and rag.embedding_model, and that the server is up.",
     };

@@ -22,7 +22,7 @@ use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, DynamicBackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// backend_type of the launcher in pg_stat_activity.
@@ -36,13 +36,8 @@ const MAX_DELAY: Duration = Duration::from_secs(600);
 /// A worker that ran this long was healthy: the next restart waits MIN_DELAY again.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
-/// The library was loaded by shared_preload_libraries (set in the postmaster, inherited by every
-/// process it forks): only then can workers be started.
-static PRELOADED: AtomicBool = AtomicBool::new(false);
-
 /// Called from `_PG_init` during shared_preload_libraries processing.
 pub fn register() {
-    PRELOADED.store(true, Ordering::SeqCst);
     if guc::WORKERS_PER_DATABASE.get() <= 0 {
         return;
     }
@@ -97,7 +92,7 @@ fn start_worker(db: pg_sys::Oid, name: &str, slot: i32, creator: u32, notify: bo
 /// Workers already running keep running: a duplicate exits at once.
 #[pg_extern(sql = false)]
 fn start_workers() -> i32 {
-    if !PRELOADED.load(Ordering::SeqCst) {
+    if !crate::preloaded() {
         notice!(
             "ragbench is not in shared_preload_libraries: no background worker serves this database; \
              queued files wait for rag.process_queue()"

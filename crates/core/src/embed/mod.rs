@@ -5,5 +5,6 @@
 pub mod builtin;
 pub mod http;
 pub mod provider;
+pub mod service;
 
 pub use provider::{EmbedError, Embedder, InputKind};

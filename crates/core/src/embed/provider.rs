@@ -75,6 +75,8 @@ pub enum EmbedError {
         url: String,
         timeout: Duration,
     },
+    /// The embedding service (`service.rs`) could not be reached or refused the request.
+    Service { socket: String, detail: String },
     /// All retries failed; `last` is the final error.
     RetriesExhausted {
         provider: String,
@@ -168,6 +170,9 @@ impl fmt::Display for EmbedError {
                 "embedding provider {provider}: request to {url} timed out after {:.1} s",
                 timeout.as_secs_f64()
             ),
+            EmbedError::Service { socket, detail } => {
+                write!(f, "embedding service (socket {socket}): {detail}")
+            }
             EmbedError::RetriesExhausted { provider, url, attempts, last } => write!(
                 f,
                 "embedding provider {provider}: giving up on {url} after {attempts} attempts; last error: {last}"

@@ -1,0 +1,222 @@
+//! The embedding service over a real Unix socket, with a stand-in model that records its calls.
+
+use super::*;
+use std::sync::atomic::AtomicUsize;
+
+/// A stand-in model: vector[0] = text length, vector[1] = 1 for queries, the rest 0; it sleeps a
+/// little per call so that concurrent requests pile up, and counts texts per call.
+struct Recorder {
+    calls: Mutex<Vec<usize>>,
+    delay: Duration,
+}
+
+impl Embedder for Recorder {
+    fn model_id(&self) -> &str {
+        "test/recorder"
+    }
+    fn dimensions(&self) -> Option<usize> {
+        Some(BUILTIN_DIMENSIONS)
+    }
+    fn embed_with(&self, texts: &[&str], kind: InputKind, _i: Interrupt<'_>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.calls.lock().unwrap().push(texts.len());
+        thread::sleep(self.delay);
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0f32; BUILTIN_DIMENSIONS];
+                v[0] = t.len() as f32;
+                v[1] = if kind == InputKind::Query { 1.0 } else { 0.0 };
+                v
+            })
+            .collect())
+    }
+}
+
+fn loader(model: Arc<Recorder>) -> Loader {
+    Box::new(move || Ok(model as Arc<dyn Embedder>))
+}
+
+fn socket(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("ragbench-svc-{}-{name}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn start(name: &str, delay: Duration) -> (PathBuf, Server, Arc<Recorder>) {
+    let path = socket(name);
+    let model = Arc::new(Recorder { calls: Mutex::new(Vec::new()), delay });
+    let server = serve(UnixListener::bind(&path).unwrap(), loader(model.clone())).unwrap();
+    (path, server, model)
+}
+
+#[test]
+fn vectors_come_back_in_order_with_their_kind() {
+    let (path, server, _) = start("order", Duration::ZERO);
+    let client = ServiceEmbedder::new(&path, Duration::from_secs(5), 2);
+    let v = client.embed(&["a", "bbb", "cc", "dddd", "e"], InputKind::Query).unwrap();
+    assert_eq!(v.iter().map(|v| v[0]).collect::<Vec<_>>(), vec![1.0, 3.0, 2.0, 4.0, 1.0]);
+    assert!(v.iter().all(|v| v[1] == 1.0 && v.len() == BUILTIN_DIMENSIONS));
+    let d = client.embed(&["xy"], InputKind::Document).unwrap();
+    assert_eq!((d[0][0], d[0][1]), (2.0, 0.0));
+    // batch size 2: 5 texts are 3 requests
+    assert_eq!(server.stats.requests.load(Ordering::SeqCst), 4);
+    assert!(client.embed(&[], InputKind::Query).unwrap().is_empty());
+    server.stop();
+}
+
+#[test]
+fn concurrent_requests_share_model_calls() {
+    let (path, server, model) = start("batching", Duration::from_millis(150));
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let path = path.clone();
+            thread::spawn(move || {
+                let client = ServiceEmbedder::new(&path, Duration::from_secs(10), 32);
+                let text = "x".repeat(i + 1);
+                let v = client.embed(&[text.as_str()], InputKind::Query).unwrap();
+                assert_eq!(v[0][0], (i + 1) as f32, "each caller gets its own vector");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let calls = model.calls.lock().unwrap().clone();
+    assert_eq!(calls.iter().sum::<usize>(), 8);
+    // The first request runs alone while the others arrive; they are then embedded together.
+    assert!(calls.len() < 8, "8 concurrent requests took {} model calls: {calls:?}", calls.len());
+    server.stop();
+}
+
+#[test]
+fn oversized_and_malformed_requests_are_refused_and_the_server_goes_on() {
+    let (path, server, _) = start("limits", Duration::ZERO);
+    // too many texts
+    let mut s = UnixStream::connect(&path).unwrap();
+    let mut req = MAGIC.to_vec();
+    req.push(1);
+    req.extend_from_slice(&((MAX_REQUEST_TEXTS + 1) as u32).to_le_bytes());
+    s.write_all(&req).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let refused = parse_answer(&answer).unwrap().unwrap().unwrap_err();
+    assert!(refused.contains("texts in one request"), "{refused}");
+    // a text claiming more bytes than allowed: refused before the bytes are read or allocated
+    let mut s = UnixStream::connect(&path).unwrap();
+    let mut req = MAGIC.to_vec();
+    req.push(1);
+    req.extend_from_slice(&1u32.to_le_bytes());
+    req.extend_from_slice(&u32::MAX.to_le_bytes());
+    s.write_all(&req).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    assert!(parse_answer(&answer).unwrap().unwrap().unwrap_err().contains("bytes"));
+    // not our protocol
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    assert!(parse_answer(&answer).unwrap().unwrap().unwrap_err().contains("not an embedding service request"));
+    // a client that connects and goes away
+    drop(UnixStream::connect(&path).unwrap());
+    assert_eq!(server.stats.refused.load(Ordering::SeqCst), 3);
+    let client = ServiceEmbedder::new(&path, Duration::from_secs(5), 32);
+    assert_eq!(client.embed(&["still here"], InputKind::Query).unwrap()[0][0], 10.0);
+    server.stop();
+}
+
+#[test]
+fn a_missing_service_is_a_clear_error_within_the_timeout() {
+    let path = socket("missing");
+    let client = ServiceEmbedder::new(&path, Duration::from_millis(300), 32);
+    let t0 = Instant::now();
+    let err = client.embed(&["q"], InputKind::Query).unwrap_err();
+    assert!(t0.elapsed() >= Duration::from_millis(300) && t0.elapsed() < Duration::from_secs(3));
+    let msg = err.to_string();
+    assert!(msg.contains("embedding service") && msg.contains("not running"), "{msg}");
+}
+
+#[test]
+fn a_service_that_starts_late_is_waited_for() {
+    let path = socket("late");
+    let p2 = path.clone();
+    let starter = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(400));
+        let model = Arc::new(Recorder { calls: Mutex::new(Vec::new()), delay: Duration::ZERO });
+        serve(UnixListener::bind(&p2).unwrap(), loader(model)).unwrap()
+    });
+    let client = ServiceEmbedder::new(&path, Duration::from_secs(5), 32);
+    assert_eq!(client.embed(&["late"], InputKind::Query).unwrap()[0][0], 4.0);
+    starter.join().unwrap().stop();
+}
+
+#[test]
+fn the_cancel_hook_runs_while_waiting_and_can_stop_the_wait() {
+    let (path, server, _) = start("cancel", Duration::from_millis(1500));
+    let client = ServiceEmbedder::new(&path, Duration::from_secs(10), 32);
+    let calls = AtomicUsize::new(0);
+    let t0 = Instant::now();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        client.embed_with(&["slow"], InputKind::Query, &|| {
+            if calls.fetch_add(1, Ordering::SeqCst) >= 3 {
+                panic!("cancelled");
+            }
+        })
+    }));
+    assert!(outcome.is_err(), "the hook's unwind ends the call");
+    assert!(t0.elapsed() < Duration::from_millis(1000), "cancelled within a few poll steps: {:?}", t0.elapsed());
+    // the server is not hurt by the client that went away
+    let ok = ServiceEmbedder::new(&path, Duration::from_secs(10), 32);
+    assert_eq!(ok.embed(&["ab"], InputKind::Query).unwrap()[0][0], 2.0);
+    server.stop();
+}
+
+#[test]
+fn a_model_that_failed_to_load_answers_every_request_with_its_error() {
+    let path = socket("nomodel");
+    let server = serve(UnixListener::bind(&path).unwrap(), Box::new(|| Err("model files missing at /x".into()))).unwrap();
+    let client = ServiceEmbedder::new(&path, Duration::from_secs(5), 32);
+    let msg = client.embed(&["q"], InputKind::Query).unwrap_err().to_string();
+    assert!(msg.contains("model files missing at /x"), "{msg}");
+    server.stop();
+}
+
+#[test]
+fn answers_parse_only_when_complete() {
+    let full = encode_answer(&Ok(vec![vec![1.0, 2.0], vec![3.0, 4.0]]));
+    for cut in 0..full.len() {
+        assert!(parse_answer(&full[..cut]).unwrap().is_none(), "a prefix of {cut} bytes is incomplete");
+    }
+    assert_eq!(parse_answer(&full).unwrap().unwrap().unwrap(), vec![vec![1.0, 2.0], vec![3.0, 4.0]]);
+    assert!(parse_answer(&[7]).is_err());
+    // a size that overflows is an error, not an allocation
+    let mut huge = vec![0u8];
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(parse_answer(&huge).is_err());
+    let mut big = vec![0u8];
+    big.extend_from_slice(&(MAX_REQUEST_TEXTS as u32 + 1).to_le_bytes());
+    big.extend_from_slice(&384u32.to_le_bytes());
+    assert!(parse_answer(&big).is_err(), "more vectors than a request may ask for");
+}
+
+#[test]
+fn a_request_waiting_when_the_service_stops_is_sent_again_to_the_next_one() {
+    let (path, server, _) = start("restart", Duration::from_millis(800));
+    let call = |text: &'static str| {
+        let p = path.clone();
+        thread::spawn(move || ServiceEmbedder::new(&p, Duration::from_secs(10), 32).embed(&[text], InputKind::Query))
+    };
+    let busy = call("first"); // the model works on this one for 800 ms
+    thread::sleep(Duration::from_millis(100));
+    let waiting = call("second!"); // queued behind it
+    thread::sleep(Duration::from_millis(100));
+    let _ = std::fs::remove_file(&path);
+    server.stop(); // finishes the model's current call, answers the queued request "stopping"
+    let model = Arc::new(Recorder { calls: Mutex::new(Vec::new()), delay: Duration::ZERO });
+    let next = serve(UnixListener::bind(&path).unwrap(), loader(model.clone())).unwrap();
+    assert_eq!(busy.join().unwrap().unwrap()[0][0], 5.0, "the first service finished its call");
+    assert_eq!(waiting.join().unwrap().unwrap()[0][0], 7.0);
+    assert_eq!(*model.calls.lock().unwrap(), vec![1], "the next service embedded the queued request");
+    next.stop();
+}

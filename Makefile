@@ -14,7 +14,7 @@ export PSQL := /usr/lib/postgresql/15/bin/psql
 URL = postgresql://$(RUN_USER)@127.0.0.1:$(PGPORT)/$(DB)
 DATASET ?= ../shared/datasets/scifact
 
-.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval eval-peer bench bench-search bench-ingest bench-bm25 fuzz clean
+.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval eval-peer bench bench-search bench-ingest bench-bm25 bench-embed fuzz clean
 
 ## Install everything on a fresh machine (idempotent; seconds when done before).
 setup:
@@ -67,7 +67,7 @@ eval-peer: start
 	@$(PY) scripts/eval_peer.py "$(URL)" "$(DATASET)"
 
 ## Benchmarks: search latency/throughput, then ingestion throughput (both print what they measured).
-bench: bench-search bench-ingest bench-bm25
+bench: bench-search bench-ingest bench-bm25 bench-embed
 
 SIZES ?= 10000,100000
 bench-search: start
@@ -81,6 +81,11 @@ bench-ingest: start
 ## worker's compaction, and short against 200-word queries with and without rag.bm25_max_query_terms.
 bench-bm25: start
 	@$(PY) scripts/bench_bm25.py "$(URL)" --dataset "$(DATASET)"
+
+## Where the built-in model runs: rag.embedding_mode backend against service, side by side (memory of a
+## new backend, its first search, query embedding p50/p95, hybrid throughput at 16 clients).
+bench-embed: start
+	@$(PY) scripts/bench_embed.py "$(URL)" --dataset "$(DATASET)"
 
 ## Mutation fuzzing of the parsers and the chunker on stable Rust (crates/core/examples/fuzz.rs):
 ## every target (pdf, docx, html, markdown, text, chunk) for FUZZ_SECONDS each; findings in target/fuzz/.

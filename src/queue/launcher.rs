@@ -142,15 +142,10 @@ fn start_workers() -> i32 {
 /// The local transaction of the last rag.start_workers() call in this backend.
 static LAST_CALL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// Ingestion workers connected to this database now.
+/// Ingestion workers connected to this database now (rag._worker_processes() is SECURITY DEFINER:
+/// pg_stat_activity hides other roles' backends from roles without pg_read_all_stats).
 fn running_here() -> i64 {
-    crate::read::one::<i64>(
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = $1 AND datname = current_database()",
-        &[super::worker::WORKER_TYPE.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(0)
+    crate::read::one::<i64>("SELECT n FROM rag._worker_processes()", &[]).ok().flatten().unwrap_or(0)
 }
 
 fn current_database() -> (pg_sys::Oid, String) {

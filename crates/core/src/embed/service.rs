@@ -345,7 +345,16 @@ impl ServiceEmbedder {
     fn attempt(&self, request: &[u8], deadline: Instant, interrupt: Interrupt<'_>) -> Result<Vec<Vec<f32>>, Attempt> {
         let lost = |what: &str, e: &dyn std::fmt::Display| Attempt::Lost(self.error(format!("{what}: {e}")));
         let mut stream = self.connect(deadline, interrupt).map_err(Attempt::Failed)?;
-        stream.write_all(request).map_err(|e| lost("sending the request failed", &e))?;
+        if let Err(e) = stream.write_all(request) {
+            // A service that refused the request closes early: its answer says why.
+            let _ = stream.set_read_timeout(Some(POLL_STEP));
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+            if let Ok(Some(done)) = parse_answer(&answer) {
+                return done.map_err(|m| Attempt::Failed(self.error(m)));
+            }
+            return Err(lost("sending the request failed", &e));
+        }
         stream.set_read_timeout(Some(POLL_STEP)).map_err(|e| Attempt::Failed(self.error(e.to_string())))?;
         let mut answer = Vec::new();
         let mut buf = [0u8; 64 * 1024];
@@ -375,6 +384,24 @@ impl ServiceEmbedder {
 enum Attempt {
     Lost(EmbedError),
     Failed(EmbedError),
+}
+
+/// Consecutive runs of at most `batch` texts and [`MAX_REQUEST_BYTES`] bytes (a larger text alone).
+fn split_requests<'a, 'b>(texts: &'b [&'a str], batch: usize) -> Vec<&'b [&'a str]> {
+    let mut parts = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, t) in texts.iter().enumerate() {
+        if i > start && (i - start >= batch || bytes + t.len() > MAX_REQUEST_BYTES) {
+            parts.push(&texts[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += t.len();
+    }
+    if start < texts.len() {
+        parts.push(&texts[start..]);
+    }
+    parts
 }
 
 /// `Ok(None)`: incomplete; `Ok(Some(answer))`: complete; `Err`: malformed.
@@ -417,10 +444,17 @@ impl Embedder for ServiceEmbedder {
         Some(BUILTIN_DIMENSIONS)
     }
 
-    /// Requests of at most the batch size each; the cancel hook runs while each is waited for.
+    /// Requests of at most the batch size and [`MAX_REQUEST_BYTES`] each; the cancel hook runs while
+    /// each is waited for.
     fn embed_with(&self, texts: &[&str], kind: InputKind, interrupt: Interrupt<'_>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
-        for part in texts.chunks(self.batch) {
+        for part in split_requests(texts, self.batch) {
+            if part.len() == 1 && part[0].len() > MAX_REQUEST_BYTES {
+                return Err(self.error(format!(
+                    "a text of {} bytes is larger than the embedding service accepts ({MAX_REQUEST_BYTES} bytes)",
+                    part[0].len()
+                )));
+            }
             let vectors = self.request(part, kind, interrupt)?;
             if vectors.len() != part.len() {
                 return Err(EmbedError::CountMismatch { model: BUILTIN_MODEL_ID.into(), expected: part.len(), got: vectors.len() });

@@ -220,3 +220,25 @@ fn a_request_waiting_when_the_service_stops_is_sent_again_to_the_next_one() {
     assert_eq!(*model.calls.lock().unwrap(), vec![1], "the next service embedded the queued request");
     next.stop();
 }
+
+#[test]
+fn requests_are_split_by_count_and_by_bytes() {
+    let big = "b".repeat(MAX_REQUEST_BYTES / 2 + 1);
+    let texts = ["a", big.as_str(), big.as_str(), "c", "d"];
+    let parts: Vec<usize> = split_requests(&texts, 2).iter().map(|p| p.len()).collect();
+    assert_eq!(parts, vec![2, 2, 1], "two halves of the byte limit never share a request");
+    let counts: Vec<usize> = split_requests(&["x"; 7], 3).iter().map(|p| p.len()).collect();
+    assert_eq!(counts, vec![3, 3, 1]);
+    assert!(split_requests(&[], 3).is_empty());
+    // end to end: texts that together exceed the byte limit still come back, in order
+    let (path, server, _) = start("bytes", Duration::ZERO);
+    let client = ServiceEmbedder::new(&path, Duration::from_secs(20), 32);
+    let v = client.embed(&[big.as_str(), "xyz", big.as_str()], InputKind::Document).unwrap();
+    assert_eq!(v.iter().map(|v| v[0] as usize).collect::<Vec<_>>(), vec![big.len(), 3, big.len()]);
+    // one text above the limit is a clear error at once, not a retry loop
+    let huge = "h".repeat(MAX_REQUEST_BYTES + 1);
+    let t0 = Instant::now();
+    let msg = client.embed(&[huge.as_str()], InputKind::Document).unwrap_err().to_string();
+    assert!(msg.contains("larger than the embedding service accepts") && t0.elapsed() < Duration::from_secs(2), "{msg}");
+    server.stop();
+}

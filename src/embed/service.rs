@@ -72,6 +72,15 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(None, None);
     let model_dir: PathBuf =
         guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(super::default_model_dir);
+    // The model runs on a thread of its own. glibc would give that thread a malloc arena of its own, with a
+    // bounded heap, so the forward pass's large blocks could come and go as fresh mmaps; one arena for the
+    // process, as a backend running the model on its main thread has, keeps freed blocks for reuse.
+    unsafe extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    const M_ARENA_MAX: i32 = -8;
+    // SAFETY: a glibc tuning call made before this process starts any thread.
+    unsafe { mallopt(M_ARENA_MAX, 1) };
     let _ = std::fs::remove_file(SOCKET); // left by a service that did not exit cleanly
     let listener = match UnixListener::bind(SOCKET) {
         Ok(l) => l,

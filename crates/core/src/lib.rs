@@ -14,6 +14,7 @@
 
 pub mod chat;
 pub mod embed;
+pub mod fusion;
 pub mod ingest;
 pub mod interrupt;
 pub mod limits;

@@ -203,7 +203,10 @@ impl Slot {
             Some((w, _)) => matches!(w.pid(), Err(pgrx::bgworkers::BackgroundWorkerStatus::Stopped)),
             None => false,
         };
-        if let (true, Some((_, since))) = (stopped, self.running.take()) {
+        if !stopped {
+            return;
+        }
+        if let Some((_, since)) = self.running.take() {
             if since.elapsed() >= HEALTHY_RUN {
                 self.delay = MIN_DELAY;
             }

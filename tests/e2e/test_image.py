@@ -52,13 +52,19 @@ def test_the_image_configuration_processes_an_upload():
                    PATH=f"{PSQL_DIR}:{os.environ['PATH']}")
         for script in sorted((ROOT / "docker" / "initdb").glob("*.sh")):
             subprocess.run(["bash", str(script)], check=True, env=env, capture_output=True)
-        # the entrypoint stops its init server and starts the real one
+        # the entrypoint stops its init server and starts the real one (here logging at DEBUG1 as well, so
+        # that the test can count the launcher's worker registrations)
         as_user(ctl + ["-m", "fast", "stop"])
-        as_user(ctl + ["-o", options, "start"])
+        started = log.read_text().count('registering background worker "ragbench worker')
+        as_user(ctl + ["-o", options + " -c log_min_messages=debug1", "start"])
         with psycopg.connect(f"{url}/{DB}", autocommit=True) as c:
             assert c.execute("SHOW rag.worker_databases").fetchone()[0] == ""  # every database with the extension
             assert_upload_processed(c, "image.txt", "The image runs its worker in the right database.",
                                     "worker database", log)
+            # one registration for the one database with the extension (and none churning after it)
+            time.sleep(2)
+            registered = log.read_text().count(f'registering background worker "ragbench worker 0 for database {DB}"')
+            assert registered - started == 1, f"{registered - started} registrations since the start"
         launcher_serves_new_databases(url, log)
     finally:
         stop_server(data)
@@ -100,6 +106,13 @@ def launcher_serves_new_databases(url, log):
                              ).fetchone()[0] == 1
         # Databases without the extension hold no worker (a probe exits at once).
         assert wait_workers(admin, "postgres", 0) == 0
+        # The launcher does not churn: over 3 quiet seconds the postmaster registers no new worker for the
+        # database whose worker runs (databases without the extension are probed with a growing delay).
+        mark = f'registering background worker "ragbench worker 0 for database {DB}"'
+        before = log.read_text().count(mark)
+        time.sleep(3)
+        registered = log.read_text().count(mark) - before
+        assert registered == 0, f"{registered} worker registrations in 3 quiet seconds"
         admin.execute("CREATE DATABASE second")
         with psycopg.connect(f"{url}/second", autocommit=True) as c:
             c.execute("SET client_min_messages = warning")

@@ -222,14 +222,17 @@ def ingest(conn, corpus: list[dict], dataset: str) -> None:
 @dataclass
 class Settings:
     """Parameters of rag.hybrid_search (None = the function's default)."""
-    bm25_weight: float = 1.0
-    vector_weight: float = 1.0
+    bm25_weight: float | None = None
+    vector_weight: float | None = None
     rrf_k: int = 60
     candidates: int | None = None
+    fusion: str = "convex"
 
     def label(self) -> str:
         c = "default" if self.candidates is None else self.candidates
-        return f"bm25_w={self.bm25_weight:g} vec_w={self.vector_weight:g} rrf_k={self.rrf_k} candidates={c}"
+        w = lambda x: "default" if x is None else f"{x:g}"  # noqa: E731
+        k = f" rrf_k={self.rrf_k}" if self.fusion == "rrf" else ""
+        return f"fusion={self.fusion} bm25_w={w(self.bm25_weight)} vec_w={w(self.vector_weight)}{k} candidates={c}"
 
 
 @dataclass
@@ -250,7 +253,7 @@ def search_sql(method: str) -> str:
         return "SELECT metadata FROM rag.bm25_search(%s, %s)"
     if method == "vector":
         return "SELECT metadata FROM rag.vector_search(%s, %s)"
-    return "SELECT metadata FROM rag.hybrid_search(%s, %s, NULL, %s, %s, %s, %s)"
+    return "SELECT metadata FROM rag.hybrid_search(%s, %s, NULL, %s, %s, %s, %s, %s)"
 
 
 def run_method(conn, method: str, queries: list[tuple[str, str]], qrels, dataset: str, depth: int,
@@ -266,7 +269,7 @@ def run_method(conn, method: str, queries: list[tuple[str, str]], qrels, dataset
         params: tuple = (text, k)
         if method == "hybrid":
             s = settings or Settings()
-            params = (text, k, s.bm25_weight, s.vector_weight, s.rrf_k, s.candidates)
+            params = (text, k, s.bm25_weight, s.vector_weight, s.rrf_k, s.candidates, s.fusion)
         t0 = time.perf_counter()
         rows = conn.execute(sql, params).fetchall()
         times.append(time.perf_counter() - t0)
@@ -337,8 +340,8 @@ def parse_args(argv=None):
     p.add_argument("--limit-queries", type=int, default=None, metavar="N", help="evaluate the first N queries only")
     p.add_argument("--depth", type=int, default=300,
                    help="chunks retrieved per query (k), enough for ~100 distinct documents (default 300)")
-    p.add_argument("--bm25-weight", type=float, default=1.0)
-    p.add_argument("--vector-weight", type=float, default=1.0)
+    p.add_argument("--bm25-weight", type=float, default=None, help="default: the fusion's own")
+    p.add_argument("--vector-weight", type=float, default=None, help="default: the fusion's own")
     p.add_argument("--rrf-k", type=int, default=60)
     p.add_argument("--candidates", type=int, default=None,
                    help="hybrid candidates per leg (default: the function's, max(100, k))")
@@ -422,9 +425,24 @@ def main(argv=None) -> int:
         for method in ("bm25", "vector", "hybrid"):
             print(f"  running {method} ...", flush=True)
             results.append(run_method(conn, method, queries, qrels, name, args.depth, settings))
+        # the other fusion, with its own default weights (today's default is convex; rrf is the earlier one)
+        other = Settings(None, None, args.rrf_k, args.candidates, "rrf" if settings.fusion == "convex" else "convex")
+        print(f"  running hybrid ({other.fusion}) ...", flush=True)
+        r = run_method(conn, "hybrid", queries, qrels, name, args.depth, other)
+        r.name = f"hybrid ({other.fusion})"
+        results.append(r)
+        results[2].name = f"hybrid ({settings.fusion}, default)" if settings.fusion == "convex" else "hybrid"
         print()
         print(f"Results ({name}, split {args.split})")
         print_table(RESULT_HEADERS + ["rankings < 100 docs"], [result_row(r) + [r.short_rankings] for r in results])
+        print()
+        print("Per query against the better leg (nDCG@10): better / worse / equal")
+        better = max(results[:2], key=lambda r: r.metrics["ndcg@10"])
+        for r in results[2:]:
+            pairs = list(zip(r.per_query, better.per_query))
+            up = sum(a["ndcg@10"] > b["ndcg@10"] + 1e-12 for a, b in pairs)
+            down = sum(a["ndcg@10"] < b["ndcg@10"] - 1e-12 for a, b in pairs)
+            print(f"  {r.name:28s} vs {better.name}: {up} / {down} / {len(pairs) - up - down}")
 
         grid_results = []
         if args.grid:
@@ -434,7 +452,7 @@ def main(argv=None) -> int:
                   f"{len(queries)} queries; k = min({args.depth}, candidates)")
             t0 = time.perf_counter()
             for i, (bw, rk, cand) in enumerate(grid, 1):
-                s = Settings(bw, 1.0, rk, cand)
+                s = Settings(bw, 1.0, rk, cand, "rrf")
                 r = run_method(conn, "hybrid", queries, qrels, name, args.depth, s, quiet=True)
                 grid_results.append((s, r))
                 print(f"  {i:2d}/{len(grid)} {s.label():50s} nDCG@10 {r.metrics['ndcg@10']:.4f} "

@@ -294,7 +294,7 @@ GRANT USAGE ON SEQUENCE rag.chat_messages_id_seq TO rag_reader;
 GRANT EXECUTE ON FUNCTION
     rag.set_tenant(text), rag._setting_int(text, int), rag._check_search_type(text), rag._check_title(text),
     rag.bm25_search(text, int), rag.vector_search(text, int),
-    rag.hybrid_search(text, int, jsonb, double precision, double precision, int, int),
+    rag.hybrid_search,
     rag.embed(text, text), rag.embed_array(text, text), rag.embed_many(text[], text), rag.embed_arrays(text[], text),
     rag.create_session(text, text, text, boolean), rag.list_sessions(boolean), rag.rename_session(uuid, text),
     rag.archive_session(uuid, boolean), rag.delete_session(uuid), rag.chat_append(uuid, text, text, jsonb),

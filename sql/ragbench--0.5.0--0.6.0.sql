@@ -67,4 +67,20 @@ BEGIN
     RETURN new_id;
 END $$;
 
+-- rag.hybrid_search fuses with normalised scores by default (issue #14; src/search/hybrid.rs,
+-- crates/core/src/fusion.rs): a new last parameter `fusion` ('convex' or 'rrf', today's behaviour), and
+-- weights that default to NULL, meaning the fusion's own (convex 0.2 / 0.8, rrf 1 / 1).
+DROP FUNCTION IF EXISTS rag.hybrid_search(text, int, jsonb, double precision, double precision, int, int);
+CREATE OR REPLACE FUNCTION rag.hybrid_search(
+    "query" text, "k" int DEFAULT 10, "filter" jsonb DEFAULT NULL, "bm25_weight" double precision DEFAULT NULL,
+    "vector_weight" double precision DEFAULT NULL, "rrf_k" int DEFAULT 60, "candidates" int DEFAULT NULL,
+    "fusion" text DEFAULT 'convex'
+) RETURNS TABLE ("chunk_id" uuid, "document_id" uuid, "file_name" text, "chunk_index" int, "content" text,
+                 "score" double precision, "bm25_rank" int, "vector_rank" int, "metadata" jsonb)
+STABLE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'hybrid_search_wrapper';
+REVOKE EXECUTE ON FUNCTION rag.hybrid_search(text, int, jsonb, double precision, double precision, int, int, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION rag.hybrid_search(text, int, jsonb, double precision, double precision, int, int, text)
+    TO rag_reader, rag_admin;
+
 SELECT rag.start_workers();

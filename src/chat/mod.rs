@@ -38,13 +38,16 @@ fn retrieve(search_type: &str, query: &str, k: i32) -> Vec<Hit> {
         "bm25" => search::bm25::bm25_rows(query, k),
         "vector" => search::vector::vector_rows(query, k),
         _ => {
+            let fusion = search::hybrid::FusionKind::Convex;
+            let (bm25_weight, vector_weight) = fusion.default_weights();
             let p = search::hybrid::HybridParams {
                 k,
                 filter: None,
-                bm25_weight: 1.0,
-                vector_weight: 1.0,
+                bm25_weight,
+                vector_weight,
                 rrf_k: 60,
                 candidates: search::hybrid::DEFAULT_CANDIDATES.max(k),
+                fusion,
             };
             search::hybrid::hybrid_rows(query, &p)
                 .into_iter()

@@ -24,7 +24,7 @@ ROUTINES = {
     "rag._check_title(text)": ("reader", "SELECT rag._check_title('t')"),
     "rag.bm25_search(text,integer)": ("reader", "SELECT * FROM rag.bm25_search('vacuum', 3)"),
     "rag.vector_search(text,integer)": ("reader", "SELECT * FROM rag.vector_search('vacuum', 3)"),
-    "rag.hybrid_search(text,integer,jsonb,double precision,double precision,integer,integer)":
+    "rag.hybrid_search(text,integer,jsonb,double precision,double precision,integer,integer,text)":
         ("reader", "SELECT * FROM rag.hybrid_search('vacuum', 3)"),
     "rag.embed(text,text)": ("reader", "SELECT rag.embed('x')"),
     "rag.embed_array(text,text)": ("reader", "SELECT rag.embed_array('x', 'query')"),

@@ -83,8 +83,9 @@ def jsonb(value: Optional[Mapping[str, Any]], what: str, default: Optional[dict]
     return Jsonb(dict(value))
 
 
-def search(query: str, mode: str, k: int, filter: Optional[Mapping[str, Any]], bm25_weight: float,
-           vector_weight: float, rrf_k: int = 60, candidates: Optional[int] = None) -> Tuple[str, tuple, Optional[str]]:
+def search(query: str, mode: str, k: int, filter: Optional[Mapping[str, Any]], bm25_weight: Optional[float],
+           vector_weight: Optional[float], rrf_k: int = 60, candidates: Optional[int] = None,
+           fusion: str = "convex") -> Tuple[str, tuple, Optional[str]]:
     """The statement of a search, its parameters, and which leg's rank the row position is (single-leg
     searches without a filter return no rank columns)."""
     if mode not in MODES:
@@ -102,8 +103,9 @@ def search(query: str, mode: str, k: int, filter: Optional[Mapping[str, Any]], b
         elif mode == "vector":
             bm25_weight, vector_weight = 0.0, 1.0
         return (f"SELECT {_HIT_COLUMNS}, bm25_rank, vector_rank FROM rag.hybrid_search("
-                "%s::text, %s::int, %s::jsonb, %s::float8, %s::float8, %s::int, %s::int)",
-                (query, k, f, float(bm25_weight), float(vector_weight), rrf_k, candidates), None)
+                "%s::text, %s::int, %s::jsonb, %s::float8, %s::float8, %s::int, %s::int, %s::text)",
+                (query, k, f, None if bm25_weight is None else float(bm25_weight),
+                 None if vector_weight is None else float(vector_weight), rrf_k, candidates, fusion), None)
     fn = "rag.bm25_search" if mode == "bm25" else "rag.vector_search"
     return f"SELECT {_HIT_COLUMNS} FROM {fn}(%s::text, %s::int)", (query, k), f"{mode}_rank"
 

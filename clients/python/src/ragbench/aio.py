@@ -154,8 +154,8 @@ class AsyncClient:
     # --- search and documents -----------------------------------------------------------------------
 
     async def search(self, query: str, mode: str = "hybrid", k: int = 10,
-                     filter: Optional[Mapping[str, Any]] = None, bm25_weight: float = 1.0,
-                     vector_weight: float = 1.0, *, rrf_k: int = 60,
+                     filter: Optional[Mapping[str, Any]] = None, bm25_weight: Optional[float] = None,
+                     vector_weight: Optional[float] = None, *, rrf_k: int = 60,
                      candidates: Optional[int] = None) -> List[SearchHit]:
         statement, params, rank_column = _sql.search(query, mode, k, filter, bm25_weight, vector_weight,
                                                      rrf_k, candidates)

@@ -194,8 +194,8 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--mode", choices=["hybrid", "bm25", "vector"], default="hybrid")
     se.add_argument("-k", type=int, default=10)
     se.add_argument("--filter", help="JSON object: metadata the chunks must contain")
-    se.add_argument("--bm25-weight", type=float, default=1.0)
-    se.add_argument("--vector-weight", type=float, default=1.0)
+    se.add_argument("--bm25-weight", type=float, default=None)
+    se.add_argument("--vector-weight", type=float, default=None)
     se.add_argument("--json", action="store_true")
     se.set_defaults(func=cmd_search)
 

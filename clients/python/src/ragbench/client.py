@@ -158,9 +158,9 @@ class Client:
     # --- search and documents -----------------------------------------------------------------------
 
     def search(self, query: str, mode: str = "hybrid", k: int = 10, filter: Optional[Mapping[str, Any]] = None,
-               bm25_weight: float = 1.0, vector_weight: float = 1.0, *, rrf_k: int = 60,
+               bm25_weight: Optional[float] = None, vector_weight: Optional[float] = None, *, rrf_k: int = 60,
                candidates: Optional[int] = None) -> List[SearchHit]:
-        """The `k` best chunks for `query`, best first. `mode`: 'hybrid' (weighted RRF of both legs),
+        """The `k` best chunks for `query`, best first. `mode`: 'hybrid' (both legs fused: normalised scores, 0.2 BM25 / 0.8 vector unless weights are given),
         'bm25' or 'vector'. `filter`: JSON containment on chunk metadata (which includes the document's),
         applied inside the legs. The weights apply to hybrid searches."""
         statement, params, rank_column = _sql.search(query, mode, k, filter, bm25_weight, vector_weight,

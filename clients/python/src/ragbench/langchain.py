@@ -54,8 +54,8 @@ class RagbenchRetriever(BaseRetriever):
     mode: str = "hybrid"
     k: int = 10
     filter: Optional[Dict[str, Any]] = None
-    bm25_weight: float = 1.0
-    vector_weight: float = 1.0
+    bm25_weight: Optional[float] = None
+    vector_weight: Optional[float] = None
 
     @field_validator("client")
     @classmethod

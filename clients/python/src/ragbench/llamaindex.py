@@ -60,7 +60,7 @@ class RagbenchRetriever(BaseRetriever):
     `client` is a `ragbench.Client` (retrieve/aretrieve) or an `AsyncClient` (aretrieve only)."""
 
     def __init__(self, client: Any, *, mode: str = "hybrid", k: int = 10,
-                 filter: Optional[Dict[str, Any]] = None, bm25_weight: float = 1.0, vector_weight: float = 1.0,
+                 filter: Optional[Dict[str, Any]] = None, bm25_weight: Optional[float] = None, vector_weight: Optional[float] = None,
                  **kwargs: Any):
         if not isinstance(client, (Client, AsyncClient)):
             raise TypeError(f"client must be a ragbench.Client or AsyncClient, not {type(client).__name__}")

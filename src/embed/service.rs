@@ -15,7 +15,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTi
 use pgrx::prelude::*;
 use ragbench_core::embed::builtin::BuiltinEmbedder;
 use ragbench_core::embed::provider::{with_signals_blocked, Embedder};
-use ragbench_core::embed::service::{serve, ServiceEmbedder};
+use ragbench_core::embed::service::{serve_with, ServiceEmbedder};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -96,7 +96,10 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
         BuiltinEmbedder::load(&dir).map(|m| Arc::new(m) as Arc<dyn Embedder>).map_err(|e| e.to_string())
     });
     // Threads started with every signal blocked: Postgres' handlers run on this thread only.
-    let server = match with_signals_blocked(|| serve(listener, load)) {
+    // One model thread per core this process may use (at most 4): two forward passes side by side use two
+    // cores better than one pass over a small batch of short queries.
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let server = match with_signals_blocked(|| serve_with(listener, load, threads)) {
         Ok(s) => s,
         Err(e) => {
             warning!("ragbench embedding service: cannot start its threads: {e}");

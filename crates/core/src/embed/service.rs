@@ -84,53 +84,79 @@ pub type Loader = Box<dyn FnOnce() -> Result<Arc<dyn Embedder>, String> + Send>;
 /// Serve on `listener` until [`Server::stop`]. If `load` fails, every request is answered with its
 /// message: callers get a clear error, and the service does not exit and restart in a loop.
 pub fn serve(listener: UnixListener, load: Loader) -> io::Result<Server> {
-    listener.set_nonblocking(true)?;
+    serve_with(listener, load, 1)
+}
+
+/// [`serve`] with `model_threads` threads taking requests (each embeds what is waiting when it takes
+/// its turn): small batches of short texts barely use a second core inside one forward pass, while two
+/// passes side by side do. The model is loaded once and shared (`Embedder` is `Sync`).
+pub fn serve_with(listener: UnixListener, load: Loader, model_threads: usize) -> io::Result<Server> {
+    listener.set_nonblocking(false)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-    let model_thread = {
-        let (stop, stats) = (Arc::clone(&stop), Arc::clone(&stats));
-        thread::Builder::new()
-            .name("ragbench-embed-model".into())
-            .spawn(move || run_model(jobs_rx, load, &stop, &stats))?
-    };
-    let accept_thread = {
+    let shared = Arc::new(Shared { jobs: Mutex::new(jobs_rx), load: Mutex::new(Some(load)), model: std::sync::OnceLock::new() });
+    let mut threads = Vec::new();
+    for i in 0..model_threads.max(1) {
+        let (stop, stats, shared) = (Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&shared));
+        threads.push(
+            thread::Builder::new()
+                .name(format!("ragbench-embed-model-{i}"))
+                .spawn(move || run_model(&shared, &stop, &stats))?,
+        );
+    }
+    // Blocking accept: a connection is taken the moment it arrives, and an idle service sleeps. The accept
+    // thread is not joined by `stop` (nothing wakes a blocked accept); once stopped, a connection it still
+    // takes is answered "stopping" and the client tries the next service. It ends with the process.
+    {
         let (stop, stats) = (Arc::clone(&stop), Arc::clone(&stats));
         thread::Builder::new().name("ragbench-embed-accept".into()).spawn(move || {
-            let jobs = Mutex::new(jobs_tx);
-            while !stop.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let tx = jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(stream) => {
+                        let tx = jobs_tx.clone();
                         let stats = Arc::clone(&stats);
                         // One thread per connection: a slow client never holds up the others.
                         let _ = thread::Builder::new()
                             .name("ragbench-embed-conn".into())
                             .spawn(move || handle(stream, tx, &stats));
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(5)),
+                    Err(_) if stop.load(Ordering::SeqCst) => return,
                     Err(_) => thread::sleep(Duration::from_millis(50)),
                 }
             }
-        })?
-    };
-    Ok(Server { stop, stats, threads: vec![model_thread, accept_thread] })
+        })?;
+    }
+    Ok(Server { stop, stats, threads })
 }
 
-fn run_model(jobs: Receiver<Job>, load: Loader, stop: &AtomicBool, stats: &Stats) {
-    let mut load = Some(load);
-    let mut model: Result<Arc<dyn Embedder>, String> = Err("the model is not loaded yet".into());
-    let mut held: Option<Job> = None;
-    while !stop.load(Ordering::SeqCst) {
+/// What the model threads share: the queue of requests, the loader (run once) and the loaded model.
+struct Shared {
+    jobs: Mutex<Receiver<Job>>,
+    load: Mutex<Option<Loader>>,
+    model: std::sync::OnceLock<Result<Arc<dyn Embedder>, String>>,
+}
+
+impl Shared {
+    fn model(&self) -> &Result<Arc<dyn Embedder>, String> {
+        self.model.get_or_init(|| {
+            let load = self.load.lock().unwrap_or_else(|p| p.into_inner()).take();
+            load.map_or_else(|| Err("the model loader ran already".into()), |l| l())
+        })
+    }
+
+    /// The next request, and every other one already waiting of the same kind (up to BATCH_TEXTS
+    /// texts); `held` keeps one of the other kind for this thread's next turn. None on timeout.
+    fn next_batch(&self, held: &mut Option<Job>) -> Result<Option<Vec<Job>>, ()> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let first = match held.take() {
             Some(j) => j,
             None => match jobs.recv_timeout(Duration::from_millis(100)) {
                 Ok(j) => j,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(()),
             },
         };
-        // Everything else already waiting, of the same kind, joins this call.
         let mut batch = vec![first];
         let mut count = batch[0].texts.len();
         while count < BATCH_TEXTS {
@@ -140,16 +166,25 @@ fn run_model(jobs: Receiver<Job>, load: Loader, stop: &AtomicBool, stats: &Stats
                     batch.push(j);
                 }
                 Ok(j) => {
-                    held = Some(j);
+                    *held = Some(j);
                     break;
                 }
                 Err(_) => break,
             }
         }
-        if let Some(load) = load.take() {
-            model = load();
-        }
-        let model = match &model {
+        Ok(Some(batch))
+    }
+}
+
+fn run_model(shared: &Shared, stop: &AtomicBool, stats: &Stats) {
+    let mut held: Option<Job> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let batch = match shared.next_batch(&mut held) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(()) => return,
+        };
+        let model = match shared.model() {
             Ok(m) => m,
             Err(msg) => {
                 for j in batch {

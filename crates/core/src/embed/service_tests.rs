@@ -242,3 +242,32 @@ fn requests_are_split_by_count_and_by_bytes() {
     assert!(msg.contains("larger than the embedding service accepts") && t0.elapsed() < Duration::from_secs(2), "{msg}");
     server.stop();
 }
+
+#[test]
+fn two_model_threads_share_one_model_and_answer_everyone() {
+    let path = socket("two-threads");
+    let loads = Arc::new(AtomicUsize::new(0));
+    let model = Arc::new(Recorder { calls: Mutex::new(Vec::new()), delay: Duration::from_millis(50) });
+    let (l, m) = (Arc::clone(&loads), Arc::clone(&model));
+    let load: Loader = Box::new(move || {
+        l.fetch_add(1, Ordering::SeqCst);
+        Ok(m as Arc<dyn Embedder>)
+    });
+    let server = serve_with(UnixListener::bind(&path).unwrap(), load, 2).unwrap();
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let path = path.clone();
+            thread::spawn(move || {
+                let text = "y".repeat(i + 1);
+                let v = ServiceEmbedder::new(&path, Duration::from_secs(10), 32).embed(&[text.as_str()], InputKind::Query);
+                assert_eq!(v.unwrap()[0][0], (i + 1) as f32);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "the model is loaded once");
+    assert_eq!(model.calls.lock().unwrap().iter().sum::<usize>(), 12);
+    server.stop();
+}

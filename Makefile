@@ -14,7 +14,7 @@ export PSQL := /usr/lib/postgresql/15/bin/psql
 URL = postgresql://$(RUN_USER)@127.0.0.1:$(PGPORT)/$(DB)
 DATASET ?= ../shared/datasets/scifact
 
-.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval eval-peer bench bench-search bench-ingest bench-bm25 bench-embed fuzz clean
+.PHONY: setup install start stop restart psql url run test test-unit test-e2e eval eval-deps eval-peer bench bench-search bench-ingest bench-bm25 bench-embed fuzz clean
 
 ## Install everything on a fresh machine (idempotent; seconds when done before).
 setup:
@@ -48,22 +48,42 @@ run: start
 test: setup
 	@bash scripts/test.sh
 
-## Retrieval quality on a BEIR dataset: nDCG@10, Recall@100, MRR@10 for BM25, vector and hybrid.
-eval: start
-	@$(PY) scripts/eval.py "$(URL)" "$(DATASET)"
+## Retrieval quality on every judged BEIR set under ../shared/datasets (a directory with qrels/test.tsv),
+## or on DATASET=dir alone: nDCG@10, Recall@100, MRR@10 of BM25, vector and hybrid (convex, rrf), and the
+## per-query wins and losses of hybrid against the better leg; then eval-results/eval-report.md (Markdown)
+## and eval-results/eval-ndcg.png (nDCG@10 per method and set), with one JSON file per set beside them.
+DATASETS ?= $(patsubst %/qrels/test.tsv,%,$(wildcard ../shared/datasets/*/qrels/test.tsv))
+EVAL_SETS = $(if $(filter command environment,$(firstword $(origin DATASET))),$(DATASET),$(DATASETS))
+EVAL_OUT ?= $(ROOT)/eval-results
+eval: start eval-deps
+	@sets="$(strip $(EVAL_SETS))"; \
+	[ -n "$$sets" ] || { echo "[eval] no dataset with qrels/test.tsv under ../shared/datasets" >&2; exit 1; }; \
+	mkdir -p "$(EVAL_OUT)"; jsons=(); \
+	for d in $$sets; do \
+	  out="$(EVAL_OUT)/$$(basename "$${d%/}").json"; \
+	  echo "[eval] $$d"; \
+	  $(PY) scripts/eval.py "$(URL)" "$$d" --json-out "$$out" || exit 1; \
+	  jsons+=("$$out"); \
+	done; \
+	$(PY) scripts/eval_report.py "$(EVAL_OUT)" "$${jsons[@]}"
 
-## The peer side by side: LlamaIndex's PGVectorStore (hybrid_search=True) and ragbench's hybrid retriever,
-## both through LlamaIndex, on the same chunks, vectors and queries: nDCG@10, Recall@100, MRR@10, p50/p95
-## latency, as Markdown. Installs clients/python/requirements-eval.txt (pinned, hashed) when needed.
+## The Python packages of eval and eval-peer: clients/python/requirements-eval.txt (pinned, hashed:
+## matplotlib for the report's plot, LlamaIndex's Postgres store for the peer), installed into .stack/venv
+## when the file changed since the last install (its hash is stamped in the venv) or an import fails.
 EVAL_REQS := $(ROOT)/clients/python/requirements-eval.txt
-eval-peer: start
+eval-deps: setup
 	@stamp="$$(sha256sum "$(EVAL_REQS)" | cut -d' ' -f1)"; \
 	if [ "$$(cat "$(STACK)/venv/.ragbench-eval" 2>/dev/null)" != "$$stamp" ] || \
-	   ! $(PY) -c 'import llama_index.vector_stores.postgres' 2>/dev/null; then \
-	  echo "[eval-peer] pip install --require-hashes --no-deps -r clients/python/requirements-eval.txt"; \
+	   ! $(PY) -c 'import matplotlib, llama_index.vector_stores.postgres' 2>/dev/null; then \
+	  echo "[eval-deps] pip install --require-hashes --no-deps -r clients/python/requirements-eval.txt"; \
 	  $(STACK)/venv/bin/pip install -q --require-hashes --no-deps -r "$(EVAL_REQS)" && \
 	  echo "$$stamp" > "$(STACK)/venv/.ragbench-eval"; \
 	fi
+
+## The peer side by side: LlamaIndex's PGVectorStore (hybrid_search=True) and ragbench's hybrid retriever,
+## both through LlamaIndex, on the same chunks, vectors and queries: nDCG@10, Recall@100, MRR@10, p50/p95
+## latency, as Markdown.
+eval-peer: start eval-deps
 	@$(PY) scripts/eval_peer.py "$(URL)" "$(DATASET)"
 
 ## Benchmarks: search latency/throughput, then ingestion throughput (both print what they measured).

@@ -5,7 +5,7 @@ Usage (what `make eval` runs):
 
     python scripts/eval.py URL DATASET [--split test] [--limit-queries N]
                            [--bm25-weight W] [--vector-weight W] [--rrf-k K] [--candidates C]
-                           [--grid] [--depth 300]
+                           [--grid] [--depth 300] [--json-out FILE]
 
 How it works
 ------------
@@ -21,6 +21,9 @@ How it works
    are dropped, and, as BEIR does, a document whose id equals the query id is dropped.
 4. Score the document rankings with the trec_eval definitions (see the metric functions below) and
    average over the evaluated queries; a query with nothing retrieved scores 0.
+
+With --json-out FILE, the results are also written to FILE as JSON (see results_json; scripts/eval_report.py
+merges such files into a Markdown report and a plot).
 
 With --grid, rag.hybrid_search is also evaluated over a small grid of (bm25_weight, rrf_k, candidates)
 with vector_weight 1, on --split (use `--split train` to tune without looking at the test qrels).
@@ -326,6 +329,28 @@ def result_row(r: RunResult) -> list:
 RESULT_HEADERS = ["method", "nDCG@10", "Recall@100", "MRR@10", "queries", "total s", "median ms/query"]
 
 
+def versus(r: RunResult, leg: RunResult) -> dict[str, int]:
+    """Per query nDCG@10 of `r` against `leg` (same queries, same order): how many are better, worse, equal."""
+    pairs = list(zip(r.per_query, leg.per_query))
+    up = sum(a["ndcg@10"] > b["ndcg@10"] + 1e-12 for a, b in pairs)
+    down = sum(a["ndcg@10"] < b["ndcg@10"] - 1e-12 for a, b in pairs)
+    return {"better": up, "worse": down, "equal": len(pairs) - up - down}
+
+
+def results_json(info: dict, results: Sequence[RunResult], better_leg: RunResult) -> dict:
+    """What --json-out writes: `info` (dataset, split, counts, ...), then one entry per method with its
+    metrics and, for the hybrid methods, the per-query counts against the better leg."""
+    methods = []
+    for r in results:
+        m = {"name": r.name, "ndcg@10": r.metrics["ndcg@10"], "recall@100": r.metrics["recall@100"],
+             "mrr@10": r.metrics["mrr@10"], "median_ms": r.median_ms, "total_s": r.total_s,
+             "queries": r.n_queries, "short_rankings": r.short_rankings, "settings": r.settings}
+        if r.name.startswith("hybrid"):
+            m["vs_better_leg"] = {"leg": better_leg.name, **versus(r, better_leg)}
+        methods.append(m)
+    return {**info, "methods": methods}
+
+
 # --------------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------------
@@ -347,6 +372,8 @@ def parse_args(argv=None):
                    help="hybrid candidates per leg (default: the function's, max(100, k))")
     p.add_argument("--grid", action="store_true", help="also evaluate hybrid over a small parameter grid")
     p.add_argument("--no-ingest", action="store_true", help="do not ingest; evaluate what is stored")
+    p.add_argument("--json-out", metavar="FILE", default=None,
+                   help="also write the results as JSON to FILE (input of scripts/eval_report.py)")
     args = p.parse_args(argv)
     if not 1 <= args.depth <= 10000:
         p.error("--depth must be between 1 and 10000")
@@ -439,10 +466,8 @@ def main(argv=None) -> int:
         print("Per query against the better leg (nDCG@10): better / worse / equal")
         better = max(results[:2], key=lambda r: r.metrics["ndcg@10"])
         for r in results[2:]:
-            pairs = list(zip(r.per_query, better.per_query))
-            up = sum(a["ndcg@10"] > b["ndcg@10"] + 1e-12 for a, b in pairs)
-            down = sum(a["ndcg@10"] < b["ndcg@10"] - 1e-12 for a, b in pairs)
-            print(f"  {r.name:28s} vs {better.name}: {up} / {down} / {len(pairs) - up - down}")
+            v = versus(r, better)
+            print(f"  {r.name:28s} vs {better.name}: {v['better']} / {v['worse']} / {v['equal']}")
 
         grid_results = []
         if args.grid:
@@ -478,6 +503,17 @@ def main(argv=None) -> int:
         rows.append(result_row(RunResult("hybrid (best of grid)", r.metrics, r.n_queries, r.total_s, r.median_ms))
                     + [s.label()])
     print_table(RESULT_HEADERS + ["settings"], rows, align="lrrrrrrl")
+
+    if args.json_out:
+        info = {"dataset": name, "dataset_dir": dataset_dir, "split": args.split, "corpus_lines": len(corpus),
+                "n_docs": n_docs, "n_chunks": n_chunks, "n_queries": len(queries), "model": model,
+                "depth": args.depth}
+        out = os.path.abspath(args.json_out)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w", encoding="utf-8") as fh:
+            json.dump(results_json(info, results, better), fh, indent=2)
+            fh.write("\n")
+        print(f"\nresults written to {out}")
     return 0
 
 

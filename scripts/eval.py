@@ -382,30 +382,38 @@ def parse_args(argv=None):
     return args
 
 
+def load_dataset(dataset: str, split: str, limit_queries: int | None):
+    """A BEIR dataset directory read and checked: (absolute dir, name, corpus lines, qrels of the split,
+    [(query id, text)]). Only queries of the split that have text and at least one relevant document are
+    evaluated; the first `limit_queries` of them when given. Exits with a message on a bad dataset."""
+    dataset_dir = os.path.abspath(dataset)
+    if not os.path.isdir(dataset_dir):
+        fail(f"dataset directory {dataset} does not exist")
+    name = os.path.basename(dataset_dir.rstrip("/"))
+
+    corpus = read_jsonl(os.path.join(dataset_dir, "corpus.jsonl"))
+    query_text = {str(q["_id"]): q.get("text", "") for q in read_jsonl(os.path.join(dataset_dir, "queries.jsonl"))}
+    qrels = read_qrels(os.path.join(dataset_dir, "qrels", f"{split}.tsv"))
+    # Only queries of the split that have text and at least one relevant document are evaluated.
+    qids = [q for q, rel in qrels.items() if q in query_text and any(g > 0 for g in rel.values())]
+    missing = [q for q in qrels if q not in query_text]
+    if missing:
+        print(f"warning: {len(missing)} query ids of qrels/{split}.tsv are not in queries.jsonl (skipped)")
+    if limit_queries:
+        qids = qids[: limit_queries]
+    if not qids:
+        fail(f"no query of qrels/{split}.tsv has text and a relevant document")
+    queries = [(q, query_text[q]) for q in qids]
+    return dataset_dir, name, corpus, qrels, queries
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if psycopg is None:
         fail("psycopg is not installed: run with .stack/venv/bin/python")
 
-    dataset_dir = os.path.abspath(args.dataset)
-    if not os.path.isdir(dataset_dir):
-        fail(f"dataset directory {args.dataset} does not exist")
-    name = os.path.basename(dataset_dir.rstrip("/"))
-
     # Load and check the dataset before touching the database.
-    corpus = read_jsonl(os.path.join(dataset_dir, "corpus.jsonl"))
-    query_text = {str(q["_id"]): q.get("text", "") for q in read_jsonl(os.path.join(dataset_dir, "queries.jsonl"))}
-    qrels = read_qrels(os.path.join(dataset_dir, "qrels", f"{args.split}.tsv"))
-    # Only queries of the split that have text and at least one relevant document are evaluated.
-    qids = [q for q, rel in qrels.items() if q in query_text and any(g > 0 for g in rel.values())]
-    missing = [q for q in qrels if q not in query_text]
-    if missing:
-        print(f"warning: {len(missing)} query ids of qrels/{args.split}.tsv are not in queries.jsonl (skipped)")
-    if args.limit_queries:
-        qids = qids[: args.limit_queries]
-    if not qids:
-        fail(f"no query of qrels/{args.split}.tsv has text and a relevant document")
-    queries = [(q, query_text[q]) for q in qids]
+    dataset_dir, name, corpus, qrels, queries = load_dataset(args.dataset, args.split, args.limit_queries)
 
     try:
         conn = psycopg.connect(args.url, autocommit=True)

@@ -389,19 +389,7 @@ def main(argv=None) -> int:
     embed_model = llama_index_offline()
 
     # Dataset, as eval.py reads it.
-    dataset_dir = os.path.abspath(args.dataset)
-    if not os.path.isdir(dataset_dir):
-        fail(f"dataset directory {args.dataset} does not exist")
-    name = os.path.basename(dataset_dir.rstrip("/"))
-    corpus = ev.read_jsonl(os.path.join(dataset_dir, "corpus.jsonl"))
-    query_text = {str(q["_id"]): q.get("text", "") for q in ev.read_jsonl(os.path.join(dataset_dir, "queries.jsonl"))}
-    qrels = ev.read_qrels(os.path.join(dataset_dir, "qrels", f"{args.split}.tsv"))
-    qids = [q for q, rel in qrels.items() if q in query_text and any(g > 0 for g in rel.values())]
-    if args.limit_queries:
-        qids = qids[: args.limit_queries]
-    if not qids:
-        fail(f"no query of qrels/{args.split}.tsv has text and a relevant document")
-    queries = [(q, query_text[q]) for q in qids]
+    dataset_dir, name, corpus, qrels, queries = ev.load_dataset(args.dataset, args.split, args.limit_queries)
 
     try:
         conn = psycopg.connect(args.url, autocommit=True)

@@ -62,10 +62,7 @@ impl Settings {
             max_retries: crate::secrets::capped_retries(guc::EMBEDDING_MAX_RETRIES.get()) as i32,
             batch_size: crate::secrets::capped_batch_size() as i32,
             model_dir: guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(default_model_dir),
-            via_service: {
-                service::check_mode();
-                service::in_use()
-            },
+            via_service: service::in_use(),
         }
     }
 

@@ -40,15 +40,10 @@ pub fn register() {
         .load();
 }
 
-/// Whether this backend embeds with the built-in model through the service.
+/// Whether this backend embeds with the built-in model through the service: `rag.embedding_mode` checked
+/// (its values are spelled out in errors rather than an enum GUC, like the provider setting), and the
+/// library preloaded (without it there is no service, and the backend path is used).
 pub fn in_use() -> bool {
-    crate::preloaded()
-        && guc::string(&guc::EMBEDDING_MODE).map(|m| m.to_lowercase()).unwrap_or_else(|| "service".into()) == "service"
-}
-
-/// Check `rag.embedding_mode` (the values are spelled out in errors rather than an enum GUC, like the
-/// provider setting).
-pub fn check_mode() {
     let mode = guc::string(&guc::EMBEDDING_MODE).unwrap_or_else(|| "service".into()).to_lowercase();
     if mode != "service" && mode != "backend" {
         crate::errors::invalid(
@@ -56,6 +51,7 @@ pub fn check_mode() {
             "Set rag.embedding_mode to service (one model per server) or backend (one per backend).",
         );
     }
+    mode == "service" && crate::preloaded()
 }
 
 /// The client end, for the built-in provider.

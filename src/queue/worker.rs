@@ -77,17 +77,17 @@ fn worker_role() -> Option<String> {
     guc::string(&guc::WORKER_ROLE).map(|r| r.trim().to_string()).filter(|r| !r.is_empty())
 }
 
-fn extension_exists() -> bool {
-    in_transaction(|| {
-        Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ragbench')")
-            .ok()
-            .flatten()
-            .unwrap_or(false)
-    })
+/// What the worker may do now (checked as the connected superuser, one query).
+#[derive(PartialEq)]
+enum Readiness {
+    /// The extension is not (or no longer) in this database: the worker exits.
+    NoExtension,
+    /// The extension is there but rag.worker_role is not: wait.
+    NoRole,
+    Ready,
 }
 
-/// Whether the extension exists and the worker's role too (checked as the connected superuser).
-fn ready_to_work(said_missing_role: &mut bool) -> bool {
+fn ready_to_work(said_missing_role: &mut bool) -> Readiness {
     let role = worker_role();
     let (extension, role_ok) = in_transaction(|| {
         crate::read::two::<bool, bool>(
@@ -100,7 +100,10 @@ fn ready_to_work(said_missing_role: &mut bool) -> bool {
         .map(|(e, r)| (e.unwrap_or(false), r.unwrap_or(false)))
         .unwrap_or((false, false))
     });
-    if extension && !role_ok {
+    if !extension {
+        return Readiness::NoExtension;
+    }
+    if !role_ok {
         if !*said_missing_role {
             warning!(
                 "ragbench worker: rag.worker_role \"{}\" does not exist; no file is processed until it does",
@@ -108,10 +111,10 @@ fn ready_to_work(said_missing_role: &mut bool) -> bool {
             );
             *said_missing_role = true;
         }
-        return false;
+        return Readiness::NoRole;
     }
     *said_missing_role = false;
-    extension
+    Readiness::Ready
 }
 
 #[pg_guard]
@@ -129,7 +132,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
     }
     wait_for_creator(creator);
     let mut said_missing_role = false;
-    if !extension_exists() {
+    if ready_to_work(&mut said_missing_role) == Readiness::NoExtension {
         debug1!("ragbench worker {slot}: no ragbench extension in database \"{db}\"; exiting");
         return;
     }
@@ -152,9 +155,9 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
                 break;
             }
         }
-        let ready = ready_to_work(&mut said_missing_role);
+        let readiness = ready_to_work(&mut said_missing_role);
         let mut handled = 0;
-        if ready {
+        if readiness == Readiness::Ready {
             if slot == 0 && check_bm25 {
                 check_bm25 = false;
                 if guc::BM25_AUTO_REPAIR.get() {
@@ -180,7 +183,7 @@ pub extern "C-unwind" fn ragbench_worker_main(arg: pg_sys::Datum) {
             if handled == 0 && slot == 0 && !crate::interrupts::stopping() {
                 compactor.tick();
             }
-        } else if !extension_exists() {
+        } else if readiness == Readiness::NoExtension {
             log!("ragbench worker {slot}: the ragbench extension was dropped from database \"{db}\"; stopping");
             break;
         }

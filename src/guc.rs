@@ -23,6 +23,8 @@ pub static EMBEDDING_MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static EMBEDDING_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(32);
 pub static MODEL_DIR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static EMBEDDING_MODE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"service"));
+pub static BUILTIN_RUNTIME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"auto"));
+pub static ONNXRUNTIME_LIBRARY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub static HNSW_M: GucSetting<i32> = GucSetting::<i32>::new(16);
 pub static HNSW_EF_CONSTRUCTION: GucSetting<i32> = GucSetting::<i32>::new(64);
@@ -196,6 +198,24 @@ pub fn register() {
         &EMBEDDING_MODE,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.builtin_runtime",
+        c"What runs the built-in model: onnx (int8 weights, ONNX Runtime), candle (float32), or auto.",
+        c"auto is onnx when model_int8.onnx and ONNX Runtime are installed (make setup, the Docker image), else candle. \
+          Both give vectors of the same model (cosine >= 0.99 to each other), so a corpus embedded by one is searched \
+          with the other. The embedding service reads it when it starts.",
+        &BUILTIN_RUNTIME,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"rag.onnxruntime_library",
+        c"Path of libonnxruntime.so (superuser only); empty means $sharedir/ragbench/onnxruntime/libonnxruntime.so.",
+        c"A process opens ONNX Runtime once; a change applies to new backends and a restarted embedding service.",
+        &ONNXRUNTIME_LIBRARY,
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_string_guc(
         c"rag.embedding_model",

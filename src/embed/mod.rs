@@ -5,7 +5,7 @@
 //! process (the built-in model is loaded once, never per call), and turns provider errors into
 //! Postgres errors. The providers themselves live in `ragbench_core::embed` and never call Postgres.
 
-pub use ragbench_core::embed::{builtin, http, provider};
+pub use ragbench_core::embed::{builtin, http, onnx, provider};
 pub mod service;
 
 use crate::errors;
@@ -21,15 +21,56 @@ use std::time::Duration;
 /// The embedder of this backend and the settings it was built from.
 static CURRENT: Lazy<Mutex<Option<(String, Arc<dyn Embedder>)>>> = Lazy::new(|| Mutex::new(None));
 
-/// `$sharedir/ragbench/all-MiniLM-L6-v2`, where `make setup` and the Docker image put the model.
-pub fn default_model_dir() -> PathBuf {
+/// `$sharedir/ragbench`, where `make setup` and the Docker image put the model files and ONNX Runtime.
+fn share_dir() -> PathBuf {
     let mut buf = [0 as std::ffi::c_char; pg_sys::MAXPGPATH as usize];
     // SAFETY: my_exec_path is set by the postmaster; get_share_path writes at most MAXPGPATH bytes.
     let share = unsafe {
         pg_sys::get_share_path(std::ptr::addr_of!(pg_sys::my_exec_path).cast(), buf.as_mut_ptr());
         CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
     };
-    PathBuf::from(share).join("ragbench").join("all-MiniLM-L6-v2")
+    PathBuf::from(share).join("ragbench")
+}
+
+/// The built-in model's folder: `rag.model_dir`, or `$sharedir/ragbench/all-MiniLM-L6-v2`.
+pub fn model_dir() -> PathBuf {
+    guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(|| share_dir().join("all-MiniLM-L6-v2"))
+}
+
+/// What runs the built-in model, from `rag.builtin_runtime` (`auto`: ONNX when its files are there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Onnx,
+    Candle,
+}
+
+/// `rag.builtin_runtime`, lower-cased.
+pub fn runtime_setting() -> String {
+    guc::string(&guc::BUILTIN_RUNTIME).unwrap_or_else(|| "auto".into()).to_lowercase()
+}
+
+/// The runtime a `rag.builtin_runtime` value asks for, and the ONNX Runtime library it would open
+/// (`rag.onnxruntime_library`); an unknown value is `Err(value)`.
+pub fn builtin_runtime(setting: &str, model_dir: &std::path::Path) -> Result<(Runtime, PathBuf), String> {
+    let library = guc::string(&guc::ONNXRUNTIME_LIBRARY)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| share_dir().join("onnxruntime").join("libonnxruntime.so"));
+    let runtime = match setting {
+        "onnx" => Runtime::Onnx,
+        "candle" => Runtime::Candle,
+        "auto" if library.is_file() && model_dir.join(onnx::ONNX_MODEL_FILE).is_file() => Runtime::Onnx,
+        "auto" => Runtime::Candle,
+        _ => return Err(setting.to_string()),
+    };
+    Ok((runtime, library))
+}
+
+/// Load the built-in model with the runtime the settings choose (in a backend, or in the service).
+pub fn load_builtin(model_dir: &std::path::Path, runtime: Runtime, library: &std::path::Path) -> Result<Arc<dyn Embedder>, EmbedError> {
+    Ok(match runtime {
+        Runtime::Onnx => Arc::new(onnx::OnnxEmbedder::load(model_dir, library)?),
+        Runtime::Candle => Arc::new(builtin::BuiltinEmbedder::load(model_dir)?),
+    })
 }
 
 /// The settings that decide which embedder to use; a change of any of them builds a new one.
@@ -42,6 +83,8 @@ struct Settings {
     max_retries: i32,
     batch_size: i32,
     model_dir: PathBuf,
+    /// What runs the built-in model in this backend, and the ONNX Runtime it opens.
+    runtime: (Runtime, PathBuf),
     /// The built-in model through the shared service (`service.rs`) rather than in this backend.
     via_service: bool,
 }
@@ -61,7 +104,13 @@ impl Settings {
             timeout_ms: crate::secrets::capped_timeout_ms(guc::EMBEDDING_TIMEOUT_MS.get()) as i32,
             max_retries: crate::secrets::capped_retries(guc::EMBEDDING_MAX_RETRIES.get()) as i32,
             batch_size: crate::secrets::capped_batch_size() as i32,
-            model_dir: guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(default_model_dir),
+            runtime: builtin_runtime(&runtime_setting(), &model_dir()).unwrap_or_else(|other| {
+                errors::invalid(
+                    format!("unknown rag.builtin_runtime '{other}'"),
+                    "Set rag.builtin_runtime to auto, onnx or candle.",
+                )
+            }),
+            model_dir: model_dir(),
             via_service: service::in_use(),
         }
     }
@@ -70,7 +119,7 @@ impl Settings {
     fn key(&self) -> String {
         let key_hash = self.api_key.as_deref().map(|k| ragbench_core::ingest::content_hash(k.as_bytes()));
         format!(
-            "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{}",
+            "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}|{}",
             self.provider,
             self.model,
             self.url,
@@ -79,6 +128,7 @@ impl Settings {
             self.max_retries,
             self.batch_size,
             self.model_dir.display(),
+            self.runtime,
             self.via_service
         )
     }
@@ -113,7 +163,7 @@ impl Settings {
                     let timeout = Duration::from_millis(self.timeout_ms.max(1) as u64);
                     return Ok(service::client(timeout, self.batch_size.max(1) as usize));
                 }
-                Ok(Arc::new(builtin::BuiltinEmbedder::load(&self.model_dir)?))
+                load_builtin(&self.model_dir, self.runtime.0, &self.runtime.1)
             }
             "ollama" => Ok(Arc::new(http::OllamaEmbedder::new(http_config("http://127.0.0.1:11434"))?)),
             "openai" => Ok(Arc::new(http::OpenAiEmbedder::new(http_config("https://api.openai.com"))?)),

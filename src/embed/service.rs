@@ -13,7 +13,6 @@
 use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
-use ragbench_core::embed::builtin::BuiltinEmbedder;
 use ragbench_core::embed::provider::{with_signals_blocked, Embedder};
 use ragbench_core::embed::service::{serve_with, ServiceEmbedder};
 use std::os::unix::fs::PermissionsExt;
@@ -66,8 +65,12 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
     // No database: this only makes the service visible in pg_stat_activity (and reachable by
     // pg_terminate_backend), like the launcher.
     BackgroundWorker::connect_worker_to_spi(None, None);
-    let model_dir: PathBuf =
-        guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(super::default_model_dir);
+    let model_dir: PathBuf = super::model_dir();
+    // An unknown value is not a reason to stop (the postmaster would restart the service in a loop).
+    let (runtime, library) = super::builtin_runtime(&super::runtime_setting(), &model_dir).unwrap_or_else(|other| {
+        warning!("ragbench embedding service: unknown rag.builtin_runtime '{other}', using auto");
+        super::builtin_runtime("auto", &model_dir).unwrap_or((super::Runtime::Candle, PathBuf::new()))
+    });
     // The model runs on a thread of its own. glibc would give that thread a malloc arena of its own, with a
     // bounded heap, so the forward pass's large blocks could come and go as fresh mmaps; one arena for the
     // process, as a backend running the model on its main thread has, keeps freed blocks for reuse.
@@ -89,7 +92,7 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
     let _ = std::fs::set_permissions(SOCKET, std::fs::Permissions::from_mode(0o600));
     let dir = model_dir.clone();
     let load: ragbench_core::embed::service::Loader = Box::new(move || {
-        BuiltinEmbedder::load(&dir).map(|m| Arc::new(m) as Arc<dyn Embedder>).map_err(|e| e.to_string())
+        super::load_builtin(&dir, runtime, &library).map_err(|e| e.to_string())
     });
     // Threads started with every signal blocked: Postgres' handlers run on this thread only.
     // One model thread per core this process may use (at most 4): two forward passes side by side use two
@@ -102,7 +105,7 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::proc_exit(1) };
         }
     };
-    log!("ragbench embedding service listening (model: {})", model_dir.display());
+    log!("ragbench embedding service listening (model: {}, runtime: {runtime:?})", model_dir.display());
     while BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
         if BackgroundWorker::sighup_received() {
             // SAFETY: the documented way for a background worker to re-read postgresql.conf.

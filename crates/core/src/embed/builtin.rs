@@ -20,15 +20,14 @@
 //! is created during [`BuiltinEmbedder::load`] (by a warm-up pass) with all signals
 //! blocked, so Postgres signals are never handled on a helper thread.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use super::encoder::{embed_in_passes, infer_err, model_err, pad, panic_detail, required_dir, required_file, WordPieces};
 use super::provider::{l2_normalize, with_signals_blocked, EmbedError, Embedder, InputKind};
 use crate::interrupt::Interrupt;
 
@@ -36,22 +35,17 @@ pub const BUILTIN_MODEL_ID: &str = "builtin/all-MiniLM-L6-v2";
 pub const BUILTIN_DIMENSIONS: usize = 384;
 pub const BUILTIN_MAX_TOKENS: usize = 256;
 
-/// Most sequences in one forward pass.
-const BATCH_SEQS: usize = 32;
 /// Most padded tokens (sequences * longest length) in one forward pass; bounds the
 /// memory of the attention matrices (12 heads * L * L floats per sequence) and the time of
 /// one pass: the model does about 1800 tokens/s on 2 idle cores, so a pass takes about
 /// 0.3 s (0.8 s measured with the machine loaded twice over) and the cancel hook, called
 /// between passes, answers within a second. Two full-length (256-token) sequences per pass.
-const BATCH_TOKENS: usize = 512;
+pub(crate) const BATCH_TOKENS: usize = 512;
 
 /// all-MiniLM-L6-v2 on the CPU. `Send + Sync`; `embed` takes `&self`.
 pub struct BuiltinEmbedder {
     model: BertModel,
-    /// Truncates to BUILTIN_MAX_TOKENS, adds [CLS]/[SEP]; used for embedding.
-    tokenizer: Tokenizer,
-    /// No truncation, no padding; used by `count_tokens`.
-    counter: Tokenizer,
+    words: WordPieces,
     device: Device,
 }
 
@@ -62,43 +56,29 @@ pub struct BuiltinEmbedder {
 fn pin_thread_count() {
     let set = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 0);
     if !set {
-        // candle's own default (physical cores), within the CPUs this process may use.
-        let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let n = num_cpus::get_physical().clamp(1, allowed);
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", physical_cores().to_string());
     }
 }
 
-fn model_err(path: &Path, detail: impl std::fmt::Display) -> EmbedError {
-    EmbedError::ModelFiles {
-        path: path.to_path_buf(),
-        detail: detail.to_string(),
-    }
+/// candle's own default thread count (physical cores), within the CPUs this process may use.
+pub(crate) fn physical_cores() -> usize {
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    num_cpus::get_physical().clamp(1, allowed)
 }
 
-fn infer_err(detail: impl std::fmt::Display) -> EmbedError {
-    EmbedError::Inference {
-        detail: detail.to_string(),
+/// `config.json` of a model folder, checked to be a BERT of `dims` hidden units.
+pub(crate) fn bert_config(model_dir: &Path, dims: usize) -> Result<Config, EmbedError> {
+    let config_path = required_file(model_dir, "config.json")?;
+    let config_text = std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?;
+    let config: Config = serde_json::from_str(&config_text)
+        .map_err(|e| model_err(&config_path, format!("invalid BERT config: {e}")))?;
+    if config.hidden_size != dims {
+        return Err(model_err(
+            &config_path,
+            format!("hidden_size is {}, expected {dims} for all-MiniLM-L6-v2", config.hidden_size),
+        ));
     }
-}
-
-fn panic_detail(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        format!("internal panic: {s}")
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        format!("internal panic: {s}")
-    } else {
-        "internal panic".to_string()
-    }
-}
-
-fn required_file(dir: &Path, name: &str) -> Result<PathBuf, EmbedError> {
-    let p = dir.join(name);
-    match std::fs::metadata(&p) {
-        Ok(m) if m.is_file() => Ok(p),
-        Ok(_) => Err(model_err(&p, "not a regular file")),
-        Err(e) => Err(model_err(&p, e)),
-    }
+    Ok(config)
 }
 
 impl BuiltinEmbedder {
@@ -106,46 +86,10 @@ impl BuiltinEmbedder {
     /// Takes ~0.2-0.5 s (reads 90 MB, runs one warm-up pass).
     pub fn load(model_dir: &Path) -> Result<Self, EmbedError> {
         pin_thread_count();
-        match std::fs::metadata(model_dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(model_err(model_dir, "not a directory")),
-            Err(e) => return Err(model_err(model_dir, e)),
-        }
-        let config_path = required_file(model_dir, "config.json")?;
-        let tokenizer_path = required_file(model_dir, "tokenizer.json")?;
+        required_dir(model_dir)?;
+        let config = bert_config(model_dir, BUILTIN_DIMENSIONS)?;
+        let words = WordPieces::load(model_dir, BUILTIN_MAX_TOKENS)?;
         let weights_path = required_file(model_dir, "model.safetensors")?;
-
-        let config_text =
-            std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?;
-        let config: Config = serde_json::from_str(&config_text)
-            .map_err(|e| model_err(&config_path, format!("invalid BERT config: {e}")))?;
-        if config.hidden_size != BUILTIN_DIMENSIONS {
-            return Err(model_err(
-                &config_path,
-                format!(
-                    "hidden_size is {}, expected {} for all-MiniLM-L6-v2",
-                    config.hidden_size, BUILTIN_DIMENSIONS
-                ),
-            ));
-        }
-
-        let mut counter = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| model_err(&tokenizer_path, format!("cannot load tokenizer: {e}")))?;
-        counter.with_padding(None);
-        counter
-            .with_truncation(None)
-            .map_err(|e| model_err(&tokenizer_path, format!("cannot configure tokenizer: {e}")))?;
-        let mut tokenizer = counter.clone();
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: BUILTIN_MAX_TOKENS,
-                ..Default::default()
-            }))
-            .map_err(|e| model_err(&tokenizer_path, format!("cannot configure tokenizer: {e}")))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
 
         let weights = std::fs::read(&weights_path).map_err(|e| model_err(&weights_path, e))?;
         let device = Device::Cpu;
@@ -156,12 +100,7 @@ impl BuiltinEmbedder {
         .map_err(|p| model_err(&weights_path, panic_detail(p)))?
         .map_err(|e| model_err(&weights_path, format!("cannot load BERT weights: {e}")))?;
 
-        let this = BuiltinEmbedder {
-            model,
-            tokenizer,
-            counter,
-            device,
-        };
+        let this = BuiltinEmbedder { model, words, device };
         // Warm-up: faults in the weights and creates candle's rayon worker threads while
         // every signal is blocked, so the workers inherit a fully blocked mask.
         let warm = "warm up ".repeat(40);
@@ -170,50 +109,15 @@ impl BuiltinEmbedder {
         Ok(this)
     }
 
-    fn encode(&self, text: &str) -> Result<tokenizers::Encoding, EmbedError> {
-        // The model reads at most BUILTIN_MAX_TOKENS tokens; a token covers at most one word of
-        // 100 characters (longer words are one [UNK]) of at most 4 bytes each, plus a separator.
-        // Tokenizing only that prefix gives the same encoding for any input and keeps a 5 MB query
-        // from costing the tokenizer's ~50 bytes per input byte.
-        let text = char_prefix(text, ENCODE_PREFIX_BYTES);
-        self.tokenizer
-            .encode(text, true)
-            .map_err(|e| EmbedError::Tokenizer {
-                detail: e.to_string(),
-            })
-    }
-
     /// Forward pass for one batch of already-tokenized sequences; returns one
     /// normalised 384-d vector per sequence.
     fn forward_batch(&self, encs: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let b = encs.len();
-        let max_len = encs
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut ids = vec![0u32; b * max_len];
-        let mut types = vec![0u32; b * max_len];
-        let mut mask = vec![0u32; b * max_len];
-        for (row, enc) in encs.iter().enumerate() {
-            let base = row * max_len;
-            for (j, ((id, ty), m)) in enc
-                .get_ids()
-                .iter()
-                .zip(enc.get_type_ids())
-                .zip(enc.get_attention_mask())
-                .enumerate()
-            {
-                ids[base + j] = *id;
-                types[base + j] = *ty;
-                mask[base + j] = *m;
-            }
-        }
+        let p = pad::<u32>(encs);
+        let (b, max_len) = (p.rows, p.width);
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let ids = Tensor::from_vec(ids, (b, max_len), &self.device)?;
-            let types = Tensor::from_vec(types, (b, max_len), &self.device)?;
-            let mask = Tensor::from_vec(mask, (b, max_len), &self.device)?;
+            let ids = Tensor::from_vec(p.ids, (b, max_len), &self.device)?;
+            let types = Tensor::from_vec(p.types, (b, max_len), &self.device)?;
+            let mask = Tensor::from_vec(p.mask, (b, max_len), &self.device)?;
             let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (b, L, H)
             let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, L, 1)
             let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, H)
@@ -249,77 +153,20 @@ impl Embedder for BuiltinEmbedder {
         _kind: InputKind,
         interrupt: Interrupt<'_>,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Identical texts within a call are embedded once.
-        let mut unique: Vec<&str> = Vec::new();
-        let mut slot_of: Vec<usize> = Vec::with_capacity(texts.len());
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for t in texts {
-            let slot = *seen.entry(*t).or_insert_with(|| {
-                unique.push(*t);
-                unique.len() - 1
-            });
-            slot_of.push(slot);
-        }
-
-        let encs = unique
-            .iter()
-            .map(|t| self.encode(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut order: Vec<usize> = (0..encs.len()).collect();
-        order.sort_by_key(|&i| encs[i].get_ids().len());
-
-        let mut vecs: Vec<Vec<f32>> = vec![Vec::new(); encs.len()];
-        let mut start = 0;
-        while start < order.len() {
-            // Lengths ascend, so the last sequence of a batch is its longest.
-            let mut end = start + 1;
-            while end < order.len()
-                && end - start < BATCH_SEQS
-                && (end - start + 1) * encs[order[end]].get_ids().len() <= BATCH_TOKENS
-            {
-                end += 1;
-            }
-            let batch: Vec<&tokenizers::Encoding> =
-                order[start..end].iter().map(|&i| &encs[i]).collect();
-            interrupt();
-            let out = self.forward_batch(&batch)?;
-            if out.len() != batch.len() {
-                return Err(EmbedError::CountMismatch {
-                    model: BUILTIN_MODEL_ID.to_string(),
-                    expected: batch.len(),
-                    got: out.len(),
-                });
-            }
-            for (&i, v) in order[start..end].iter().zip(out) {
-                if v.len() != BUILTIN_DIMENSIONS {
-                    return Err(EmbedError::DimensionMismatch {
-                        model: BUILTIN_MODEL_ID.to_string(),
-                        expected: BUILTIN_DIMENSIONS,
-                        got: v.len(),
-                    });
-                }
-                vecs[i] = v;
-            }
-            start = end;
-        }
-        Ok(slot_of.into_iter().map(|s| vecs[s].clone()).collect())
+        embed_in_passes(texts, &self.words, BATCH_TOKENS, BUILTIN_MODEL_ID, BUILTIN_DIMENSIONS, interrupt, |b| {
+            self.forward_batch(b)
+        })
     }
 
     /// Number of word-piece tokens without [CLS]/[SEP], untruncated. Falls back to
     /// the word-count estimate if the tokenizer fails.
     fn count_tokens(&self, text: &str) -> usize {
-        match self.counter.encode_fast(text, false) {
-            Ok(enc) => enc.get_ids().len(),
-            Err(_) => super::provider::approx_token_count(text),
-        }
+        self.words.count(text)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::OnceLock;
     use std::time::Instant;
@@ -339,7 +186,8 @@ mod tests {
             .as_ref()
     }
 
-    fn fixture() -> Vec<(String, usize, Vec<f32>)> {
+    /// The reference fixture's cases: text, token count (with [CLS]/[SEP], truncated), vector.
+    pub(crate) fn fixture() -> Vec<(String, usize, Vec<f32>)> {
         let v: serde_json::Value = serde_json::from_str(FIXTURE).expect("fixture is JSON");
         v["cases"]
             .as_array()
@@ -367,7 +215,7 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
-    fn cos(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn cos(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
@@ -595,33 +443,5 @@ mod tests {
             "count_tokens on a 128-token chunk: {:.1} us",
             t.elapsed().as_secs_f64() * 1e3
         );
-    }
-}
-
-/// Bytes of a text the model can possibly read (see `BuiltinEmbedder::encode`).
-const ENCODE_PREFIX_BYTES: usize = BUILTIN_MAX_TOKENS * 401 + 16;
-
-/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
-fn char_prefix(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-#[cfg(test)]
-mod prefix_tests {
-    use super::char_prefix;
-
-    #[test]
-    fn prefix_ends_on_a_character_boundary() {
-        assert_eq!(char_prefix("abc", 10), "abc");
-        assert_eq!(char_prefix("héllo", 2), "h");
-        assert_eq!(char_prefix("héllo", 3), "hé");
-        assert_eq!(char_prefix(&"é".repeat(100_000), 1001).len(), 1000);
     }
 }

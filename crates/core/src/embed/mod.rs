@@ -3,6 +3,8 @@
 //! chooses one from its settings; none of them calls Postgres.
 
 pub mod builtin;
+pub(crate) mod encoder;
+pub mod onnx;
 pub mod http;
 pub mod provider;
 pub mod service;

@@ -108,3 +108,45 @@ def test_an_unreachable_service_is_a_clear_error_not_a_hang(cluster):
         assert "rag.embedding_mode" in (e.value.diag.message_hint or "")
         su.execute("RESET rag.embedding_timeout_ms")
         assert su.execute("SELECT vector_dims(rag.embed('back again'))").fetchone()[0] == 384
+
+
+def embed_with(cluster, mode, runtime, text):
+    """rag.embed_array(text) on a fresh superuser connection with these settings."""
+    with cluster.connect() as su:
+        su.execute(f"SET rag.embedding_mode = '{mode}'")
+        su.execute(f"SET rag.builtin_runtime = '{runtime}'")
+        return su.execute("SELECT rag.embed_array(%s, 'document')", (text,)).fetchone()[0]
+
+
+def test_the_default_runtime_is_int8_onnx_and_agrees_with_candle(cluster):
+    """auto picks ONNX Runtime (installed by make setup) in the service and in backends; its int8 vectors are
+    not candle's float ones, but point the same way (the same model's space, so either searches the other's)."""
+    text = "Write-ahead logging makes committed transactions durable across crashes."
+    with cluster.connect() as su:
+        assert su.execute("SHOW rag.builtin_runtime").fetchone()[0] == "auto"
+        service = su.execute("SELECT rag.embed_array(%s, 'document')", (text,)).fetchone()[0]
+    onnx = embed_with(cluster, "backend", "onnx", text)
+    candle = embed_with(cluster, "backend", "candle", text)
+    assert service == pytest.approx(onnx, abs=1e-5), "the service does not run the int8 model by default"
+    cosine = sum(a * b for a, b in zip(onnx, candle))
+    assert onnx != candle and cosine > 0.99, cosine
+
+
+def test_the_runtime_settings_are_checked_and_superuser_only(cluster):
+    with cluster.connect_as("app_reader") as app:
+        for setting in ("rag.builtin_runtime = 'candle'", "rag.onnxruntime_library = '/tmp/x.so'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute(f"SET {setting}")
+    with cluster.connect() as su:
+        su.execute("SET rag.embedding_mode = 'backend'")
+        su.execute("SET rag.builtin_runtime = 'tensorflow'")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown rag.builtin_runtime 'tensorflow'"):
+            su.execute("SELECT rag.embed('x')")
+    # A backend that has not opened ONNX Runtime yet is told which library it could not open.
+    with cluster.connect() as su:
+        su.execute("SET rag.embedding_mode = 'backend'")
+        su.execute("SET rag.builtin_runtime = 'onnx'")
+        su.execute("SET rag.onnxruntime_library = '/nonexistent/libonnxruntime.so'")
+        with pytest.raises(psycopg.Error, match="/nonexistent/libonnxruntime.so") as e:
+            su.execute("SELECT rag.embed('x')")
+        assert "make setup" in (e.value.diag.message_hint or "")

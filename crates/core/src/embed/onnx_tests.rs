@@ -139,6 +139,10 @@ fn onnx_bench() {
         let s = Instant::now();
         e.embed(&refs, InputKind::Document).expect("embed");
         let rate = 64.0 / s.elapsed().as_secs_f64();
-        println!("{name}: short query p50 {ps:.1} ms, 200-word p50 {pl:.1} ms, 64 chunks of ~200 tokens {rate:.1}/s");
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS")).map(str::to_string))
+            .unwrap_or_default();
+        println!("{name}: short query p50 {ps:.1} ms, 200-word p50 {pl:.1} ms, 64 chunks of ~200 tokens {rate:.1}/s ({rss})");
     }
 }

@@ -12,8 +12,9 @@
 //! and embeds them in one call. None of them calls Postgres.
 //!
 //! Wire format (little-endian; one request and one answer per connection):
-//! - request: `RGE1`, kind (u8: 0 document, 1 query), count (u32), then per text its byte length (u32)
-//!   and its UTF-8 bytes. At most [`MAX_REQUEST_TEXTS`] texts and [`MAX_REQUEST_BYTES`] bytes: a
+//! - request: `RGE1`, kind and model (u8: bit 0 the kind, 0 document, 1 query; bits 1-7 the index of
+//!   the model among those the service was started with, 0 = all-MiniLM-L6-v2), count (u32), then per
+//!   text its byte length (u32) and its UTF-8 bytes. At most [`MAX_REQUEST_TEXTS`] texts and [`MAX_REQUEST_BYTES`] bytes: a
 //!   larger request is refused with an error answer, and the server goes on.
 //! - answer: status (u8: 0 ok, 1 error); ok: count (u32), dimension (u32), count × dimension f32;
 //!   error: byte length (u32) and a UTF-8 message.
@@ -56,6 +57,8 @@ pub struct Stats {
 
 struct Job {
     kind: InputKind,
+    /// Index into the service's models.
+    model: usize,
     texts: Vec<String>,
     reply: Sender<Result<Vec<Vec<f32>>, String>>,
 }
@@ -77,8 +80,9 @@ impl Server {
     }
 }
 
-/// What loads the model, on the model thread, when the first request arrives (a server whose
-/// databases use an HTTP provider never loads the built-in model).
+/// What loads a model, on a model thread, when the first request for it arrives (a server whose
+/// databases use an HTTP provider never loads the built-in model; one that asks for one model never
+/// loads the other).
 pub type Loader = Box<dyn FnOnce() -> Result<Arc<dyn Embedder>, String> + Send>;
 
 /// Serve on `listener` until [`Server::stop`]. If `load` fails, every request is answered with its
@@ -91,11 +95,18 @@ pub fn serve(listener: UnixListener, load: Loader) -> io::Result<Server> {
 /// its turn): small batches of short texts barely use a second core inside one forward pass, while two
 /// passes side by side do. The model is loaded once and shared (`Embedder` is `Sync`).
 pub fn serve_with(listener: UnixListener, load: Loader, model_threads: usize) -> io::Result<Server> {
+    serve_models(listener, vec![load], model_threads)
+}
+
+/// [`serve_with`] for several models: a request names one by its index in `loads`; each is loaded on
+/// its first request.
+pub fn serve_models(listener: UnixListener, loads: Vec<Loader>, model_threads: usize) -> io::Result<Server> {
     listener.set_nonblocking(false)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-    let shared = Arc::new(Shared { jobs: Mutex::new(jobs_rx), load: Mutex::new(Some(load)), model: std::sync::OnceLock::new() });
+    let models = loads.into_iter().map(|l| (Mutex::new(Some(l)), std::sync::OnceLock::new())).collect();
+    let shared = Arc::new(Shared { jobs: Mutex::new(jobs_rx), models });
     let mut threads = Vec::new();
     for i in 0..model_threads.max(1) {
         let (stop, stats, shared) = (Arc::clone(&stop), Arc::clone(&stats), Arc::clone(&shared));
@@ -109,7 +120,7 @@ pub fn serve_with(listener: UnixListener, load: Loader, model_threads: usize) ->
     // thread is not joined by `stop` (nothing wakes a blocked accept); once stopped, a connection it still
     // takes is answered "stopping" and the client tries the next service. It ends with the process.
     {
-        let (stop, stats) = (Arc::clone(&stop), Arc::clone(&stats));
+        let (stop, stats, models) = (Arc::clone(&stop), Arc::clone(&stats), shared.models.len());
         thread::Builder::new().name("ragbench-embed-accept".into()).spawn(move || {
             for stream in listener.incoming() {
                 match stream {
@@ -119,7 +130,7 @@ pub fn serve_with(listener: UnixListener, load: Loader, model_threads: usize) ->
                         // One thread per connection: a slow client never holds up the others.
                         let _ = thread::Builder::new()
                             .name("ragbench-embed-conn".into())
-                            .spawn(move || handle(stream, tx, &stats));
+                            .spawn(move || handle(stream, tx, &stats, models));
                     }
                     Err(_) if stop.load(Ordering::SeqCst) => return,
                     Err(_) => thread::sleep(Duration::from_millis(50)),
@@ -130,23 +141,29 @@ pub fn serve_with(listener: UnixListener, load: Loader, model_threads: usize) ->
     Ok(Server { stop, stats, threads })
 }
 
-/// What the model threads share: the queue of requests, the loader (run once) and the loaded model.
+/// A model's loader (run once) and the loaded model.
+type ModelSlot = (Mutex<Option<Loader>>, std::sync::OnceLock<Result<Arc<dyn Embedder>, String>>);
+
+/// What the model threads share: the queue of requests and the models.
 struct Shared {
     jobs: Mutex<Receiver<Job>>,
-    load: Mutex<Option<Loader>>,
-    model: std::sync::OnceLock<Result<Arc<dyn Embedder>, String>>,
+    models: Vec<ModelSlot>,
 }
 
 impl Shared {
-    fn model(&self) -> &Result<Arc<dyn Embedder>, String> {
-        self.model.get_or_init(|| {
-            let load = self.load.lock().unwrap_or_else(|p| p.into_inner()).take();
+    fn model(&self, index: usize) -> &Result<Arc<dyn Embedder>, String> {
+        let Some((load, model)) = self.models.get(index) else {
+            static UNKNOWN: std::sync::OnceLock<Result<Arc<dyn Embedder>, String>> = std::sync::OnceLock::new();
+            return UNKNOWN.get_or_init(|| Err("the embedding service has no such model".into()));
+        };
+        model.get_or_init(|| {
+            let load = load.lock().unwrap_or_else(|p| p.into_inner()).take();
             load.map_or_else(|| Err("the model loader ran already".into()), |l| l())
         })
     }
 
-    /// The next request, and every other one already waiting of the same kind (up to BATCH_TEXTS
-    /// texts); `held` keeps one of the other kind for this thread's next turn. None on timeout.
+    /// The next request, and every other one already waiting of the same kind and model (up to
+    /// BATCH_TEXTS texts); `held` keeps one that differs for this thread's next turn. None on timeout.
     fn next_batch(&self, held: &mut Option<Job>) -> Result<Option<Vec<Job>>, ()> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let first = match held.take() {
@@ -161,7 +178,7 @@ impl Shared {
         let mut count = batch[0].texts.len();
         while count < BATCH_TEXTS {
             match jobs.try_recv() {
-                Ok(j) if j.kind == batch[0].kind => {
+                Ok(j) if j.kind == batch[0].kind && j.model == batch[0].model => {
                     count += j.texts.len();
                     batch.push(j);
                 }
@@ -184,7 +201,7 @@ fn run_model(shared: &Shared, stop: &AtomicBool, stats: &Stats) {
             Ok(None) => continue,
             Err(()) => return,
         };
-        let model = match shared.model() {
+        let model = match shared.model(batch[0].model) {
             Ok(m) => m,
             Err(msg) => {
                 for j in batch {
@@ -218,17 +235,17 @@ fn run_model(shared: &Shared, stop: &AtomicBool, stats: &Stats) {
     }
 }
 
-fn handle(mut stream: UnixStream, jobs: Sender<Job>, stats: &Stats) {
+fn handle(mut stream: UnixStream, jobs: Sender<Job>, stats: &Stats, models: usize) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(READ_DEADLINE));
-    let answer = match read_request(&mut stream) {
-        Ok((kind, texts)) => {
+    let answer = match read_request(&mut stream, models) {
+        Ok((kind, model, texts)) => {
             stats.requests.fetch_add(1, Ordering::SeqCst);
             if texts.is_empty() {
                 Ok(Vec::new())
             } else {
                 let (tx, rx) = mpsc::channel();
-                match jobs.send(Job { kind, texts, reply: tx }) {
+                match jobs.send(Job { kind, model, texts, reply: tx }) {
                     Ok(()) => rx.recv().unwrap_or_else(|_| Err(STOPPING.into())),
                     Err(_) => Err(STOPPING.into()),
                 }
@@ -263,13 +280,17 @@ fn read_u32(r: &mut impl Read) -> Result<u32, RequestError> {
     Ok(u32::from_le_bytes(b))
 }
 
-fn read_request(r: &mut impl Read) -> Result<(InputKind, Vec<String>), RequestError> {
+fn read_request(r: &mut impl Read, models: usize) -> Result<(InputKind, usize, Vec<String>), RequestError> {
     let mut head = [0u8; 5];
     r.read_exact(&mut head).map_err(|_| RequestError::Io)?;
     if &head[..4] != MAGIC {
         return Err(RequestError::Refused("not an embedding service request".into()));
     }
-    let kind = if head[4] == 1 { InputKind::Query } else { InputKind::Document };
+    let kind = if head[4] & 1 == 1 { InputKind::Query } else { InputKind::Document };
+    let model = (head[4] >> 1) as usize;
+    if model >= models {
+        return Err(RequestError::Refused(format!("model {model} is not one of the service's {models}")));
+    }
     let count = read_u32(r)? as usize;
     if count > MAX_REQUEST_TEXTS {
         return Err(RequestError::Refused(format!("{count} texts in one request; at most {MAX_REQUEST_TEXTS}")));
@@ -286,13 +307,13 @@ fn read_request(r: &mut impl Read) -> Result<(InputKind, Vec<String>), RequestEr
         r.read_exact(&mut buf).map_err(|_| RequestError::Io)?;
         texts.push(String::from_utf8(buf).map_err(|_| RequestError::Refused("a text is not UTF-8".into()))?);
     }
-    Ok((kind, texts))
+    Ok((kind, model, texts))
 }
 
-fn encode_request(texts: &[&str], kind: InputKind) -> Vec<u8> {
+fn encode_request(texts: &[&str], kind: InputKind, model: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(9 + texts.iter().map(|t| 4 + t.len()).sum::<usize>());
     out.extend_from_slice(MAGIC);
-    out.push(if kind == InputKind::Query { 1 } else { 0 });
+    out.push((model << 1) | u8::from(kind == InputKind::Query));
     out.extend_from_slice(&(texts.len() as u32).to_le_bytes());
     for t in texts {
         out.extend_from_slice(&(t.len() as u32).to_le_bytes());
@@ -329,18 +350,36 @@ fn encode_answer(answer: &Result<Vec<Vec<f32>>, String>) -> Vec<u8> {
     }
 }
 
-/// The built-in model, reached through the service's socket. Same model id and dimensions as
-/// [`super::builtin::BuiltinEmbedder`]: vectors from either path are interchangeable.
+/// A built-in model, reached through the service's socket. Same model id and dimensions as the model
+/// the service runs: vectors from either path are interchangeable.
 pub struct ServiceEmbedder {
     socket: PathBuf,
     timeout: Duration,
     batch: usize,
+    /// The model's index among the service's models, its id and its dimensions.
+    model: u8,
+    model_id: &'static str,
+    dims: usize,
 }
 
 impl ServiceEmbedder {
-    /// `timeout` bounds one request, waiting for a service that is restarting included.
+    /// all-MiniLM-L6-v2 (the service's model 0). `timeout` bounds one request, waiting for a service
+    /// that is restarting included.
     pub fn new(socket: impl AsRef<Path>, timeout: Duration, batch: usize) -> Self {
-        ServiceEmbedder { socket: socket.as_ref().to_path_buf(), timeout, batch: batch.clamp(1, MAX_REQUEST_TEXTS) }
+        Self::for_model(socket, timeout, batch, 0, BUILTIN_MODEL_ID, BUILTIN_DIMENSIONS)
+    }
+
+    /// The service's model number `model` (at most 127), whose id and dimensions the caller knows.
+    pub fn for_model(
+        socket: impl AsRef<Path>,
+        timeout: Duration,
+        batch: usize,
+        model: u8,
+        model_id: &'static str,
+        dims: usize,
+    ) -> Self {
+        let (socket, batch) = (socket.as_ref().to_path_buf(), batch.clamp(1, MAX_REQUEST_TEXTS));
+        ServiceEmbedder { socket, timeout, batch, model: model.min(127), model_id, dims }
     }
 
     fn error(&self, detail: impl Into<String>) -> EmbedError {
@@ -367,7 +406,7 @@ impl ServiceEmbedder {
     /// answered, for instance while it restarts: within the same timeout.
     fn request(&self, texts: &[&str], kind: InputKind, interrupt: Interrupt<'_>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let deadline = Instant::now() + self.timeout;
-        let request = encode_request(texts, kind);
+        let request = encode_request(texts, kind, self.model);
         loop {
             match self.attempt(&request, deadline, interrupt) {
                 Err(Attempt::Lost(_)) if Instant::now() < deadline => thread::sleep(POLL_STEP),
@@ -472,11 +511,11 @@ fn parse_answer(b: &[u8]) -> Result<Option<Result<Vec<Vec<f32>>, String>>, Strin
 
 impl Embedder for ServiceEmbedder {
     fn model_id(&self) -> &str {
-        BUILTIN_MODEL_ID
+        self.model_id
     }
 
     fn dimensions(&self) -> Option<usize> {
-        Some(BUILTIN_DIMENSIONS)
+        Some(self.dims)
     }
 
     /// Requests of at most the batch size and [`MAX_REQUEST_BYTES`] each; the cancel hook runs while
@@ -492,12 +531,12 @@ impl Embedder for ServiceEmbedder {
             }
             let vectors = self.request(part, kind, interrupt)?;
             if vectors.len() != part.len() {
-                return Err(EmbedError::CountMismatch { model: BUILTIN_MODEL_ID.into(), expected: part.len(), got: vectors.len() });
+                return Err(EmbedError::CountMismatch { model: self.model_id.into(), expected: part.len(), got: vectors.len() });
             }
-            if let Some(v) = vectors.iter().find(|v| v.len() != BUILTIN_DIMENSIONS) {
+            if let Some(v) = vectors.iter().find(|v| v.len() != self.dims) {
                 return Err(EmbedError::DimensionMismatch {
-                    model: BUILTIN_MODEL_ID.into(),
-                    expected: BUILTIN_DIMENSIONS,
+                    model: self.model_id.into(),
+                    expected: self.dims,
                     got: v.len(),
                 });
             }

@@ -271,3 +271,42 @@ fn two_model_threads_share_one_model_and_answer_everyone() {
     assert_eq!(model.calls.lock().unwrap().iter().sum::<usize>(), 12);
     server.stop();
 }
+
+/// A service with two models answers each request with the model it names, loads a model only when
+/// it is first asked for, and refuses a model number it does not have.
+#[test]
+fn each_request_is_embedded_by_the_model_it_names() {
+    let path = socket("models");
+    let first = Arc::new(Recorder { calls: Mutex::new(Vec::new()), delay: Duration::ZERO });
+    let loaded_second = Arc::new(AtomicUsize::new(0));
+    let flag = Arc::clone(&loaded_second);
+    // The second model answers 8-d vectors of 7s.
+    struct Sevens;
+    impl Embedder for Sevens {
+        fn model_id(&self) -> &str {
+            "test/sevens"
+        }
+        fn dimensions(&self) -> Option<usize> {
+            Some(8)
+        }
+        fn embed_with(&self, texts: &[&str], _k: InputKind, _i: Interrupt<'_>) -> Result<Vec<Vec<f32>>, EmbedError> {
+            Ok(texts.iter().map(|_| vec![7.0; 8]).collect())
+        }
+    }
+    let second: Loader = Box::new(move || {
+        flag.fetch_add(1, Ordering::SeqCst);
+        Ok(Arc::new(Sevens) as Arc<dyn Embedder>)
+    });
+    let server = serve_models(UnixListener::bind(&path).unwrap(), vec![loader(first.clone()), second], 2).unwrap();
+    let a = ServiceEmbedder::new(&path, Duration::from_secs(5), 32).embed(&["abc"], InputKind::Query).unwrap();
+    assert_eq!((a[0][0], a[0].len()), (3.0, BUILTIN_DIMENSIONS));
+    assert_eq!(loaded_second.load(Ordering::SeqCst), 0, "the second model was loaded without a request");
+    let b = ServiceEmbedder::for_model(&path, Duration::from_secs(5), 32, 1, "test/sevens", 8);
+    assert_eq!(b.embed(&["abc", "de"], InputKind::Query).unwrap(), vec![vec![7.0; 8]; 2]);
+    assert_eq!(loaded_second.load(Ordering::SeqCst), 1);
+    let none = ServiceEmbedder::for_model(&path, Duration::from_secs(5), 32, 5, "test/none", 8);
+    let err = none.embed(&["x"], InputKind::Query).unwrap_err().to_string();
+    assert!(err.contains("model 5 is not one of the service's 2"), "{err}");
+    assert_eq!(first.calls.lock().unwrap().iter().sum::<usize>(), 1);
+    server.stop();
+}

@@ -123,26 +123,20 @@ def embed(model, tok, text):
     return pooled / max(norm, 1e-12), len(ids)
 
 
-def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        sys.exit(2)
-    model_dir = sys.argv[1]
-    here = os.path.dirname(os.path.abspath(__file__))
-    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "..", "tests", "fixtures", "minilm_reference.json")
-
-    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+def write_fixture(model, tok, model_name, script, max_tokens, out, digits=7, one_case_a_line=False):
+    """Embed CASES with `model` (a class with forward(ids, type_ids), e.g. Bert) and the HF
+    tokenizer `tok` truncating at `max_tokens`, check well-known behaviour, write the fixture
+    `out` (embeddings rounded to `digits` decimals; one case a line if asked). Also used by
+    scripts/reference_mpnet.py."""
     tok.no_padding()
-    tok.enable_truncation(max_length=MAX_TOKENS)
-    model = Bert(model_dir)
-
+    tok.enable_truncation(max_length=max_tokens)
     vecs = {}
     cases = []
     for text in CASES:
         v, n = embed(model, tok, text)
         vecs[text] = v
         print(f"{n:4d} tokens  |v|={np.linalg.norm(v):.6f}  {text[:60]!r}")
-        cases.append({"text": text, "tokens": n, "embedding": [round(float(x), 7) for x in v]})
+        cases.append({"text": text, "tokens": n, "embedding": [round(float(x), digits) for x in v]})
 
     # Sanity checks of well-known behaviour of the model.
     q = vecs[CASES[0]]
@@ -151,21 +145,40 @@ def main():
     print(f"cos(query, CREATE INDEX doc) = {rel:.4f}; cos(query, unrelated) = {unrel:.4f}")
     assert rel > unrel + 0.3, "related pair should be clearly more similar than the unrelated one"
     long_n = [c["tokens"] for c in cases if c["text"] == LONG_TEXT][0]
-    assert long_n == MAX_TOKENS, f"long text should be truncated to {MAX_TOKENS} tokens, got {long_n}"
+    assert long_n == max_tokens, f"long text should be truncated to {max_tokens} tokens, got {long_n}"
     empty_n = [c["tokens"] for c in cases if c["text"] == ""][0]
-    assert empty_n == 2, "empty text is [CLS] [SEP]"
+    assert empty_n == 2, "empty text is the two special tokens ([CLS] [SEP], <s> </s>)"
 
     doc = {
-        "model": MODEL_NAME,
-        "source": "numpy reference implementation, scripts/reference_embeddings.py",
-        "max_tokens": MAX_TOKENS,
+        "model": model_name,
+        "source": f"numpy reference implementation, {script}",
+        "max_tokens": max_tokens,
         "cases": cases,
     }
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
-        json.dump(doc, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+        if one_case_a_line:
+            f.write("{\n")
+            for key in ("model", "source", "max_tokens"):
+                f.write(f" {json.dumps(key)}: {json.dumps(doc[key], ensure_ascii=False)},\n")
+            f.write(' "cases": [\n')
+            f.write(",\n".join("  " + json.dumps(c, ensure_ascii=False) for c in cases))
+            f.write("\n ]\n}\n")
+        else:
+            json.dump(doc, f, ensure_ascii=False, indent=1)
+            f.write("\n")
     print(f"wrote {out}")
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        sys.exit(2)
+    model_dir = sys.argv[1]
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = sys.argv[2] if len(sys.argv) > 2 else os.path.join(here, "..", "tests", "fixtures", "minilm_reference.json")
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    write_fixture(Bert(model_dir), tok, MODEL_NAME, "scripts/reference_embeddings.py", MAX_TOKENS, out)
 
 
 if __name__ == "__main__":

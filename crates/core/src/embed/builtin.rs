@@ -53,7 +53,7 @@ pub struct BuiltinEmbedder {
 /// (`RAYON_NUM_THREADS` in the server's environment). candle asks for the thread count on every
 /// matrix product and, without the variable, answers by reading /proc/cpuinfo each time.
 /// Called before any candle thread exists (the pool is created by the warm-up in `load`).
-fn pin_thread_count() {
+pub(crate) fn pin_thread_count() {
     let set = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| n > 0);
     if !set {
         std::env::set_var("RAYON_NUM_THREADS", physical_cores().to_string());
@@ -91,21 +91,10 @@ impl BuiltinEmbedder {
         let words = WordPieces::load(model_dir, BUILTIN_MAX_TOKENS)?;
         let weights_path = required_file(model_dir, "model.safetensors")?;
 
-        let weights = std::fs::read(&weights_path).map_err(|e| model_err(&weights_path, e))?;
         let device = Device::Cpu;
-        let model = catch_unwind(AssertUnwindSafe(|| {
-            let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
-            BertModel::load(vb, &config)
-        }))
-        .map_err(|p| model_err(&weights_path, panic_detail(p)))?
-        .map_err(|e| model_err(&weights_path, format!("cannot load BERT weights: {e}")))?;
-
+        let model = load_weights(&weights_path, &device, "BERT", |vb| BertModel::load(vb, &config))?;
         let this = BuiltinEmbedder { model, words, device };
-        // Warm-up: faults in the weights and creates candle's rayon worker threads while
-        // every signal is blocked, so the workers inherit a fully blocked mask.
-        let warm = "warm up ".repeat(40);
-        with_signals_blocked(|| this.embed(&[warm.as_str(), "warm up"], InputKind::Document))
-            .map_err(|e| model_err(&weights_path, format!("warm-up inference failed: {e}")))?;
+        warm_up(&this, &weights_path)?;
         Ok(this)
     }
 
@@ -119,19 +108,55 @@ impl BuiltinEmbedder {
             let types = Tensor::from_vec(p.types, (b, max_len), &self.device)?;
             let mask = Tensor::from_vec(p.mask, (b, max_len), &self.device)?;
             let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (b, L, H)
-            let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, L, 1)
-            let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, H)
-            let counts = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
-            summed.broadcast_div(&counts)?.to_vec2::<f32>()
+            mean_pool_tensor(&hidden, &mask)
         };
-        let mut out = catch_unwind(AssertUnwindSafe(run))
-            .map_err(|p| infer_err(panic_detail(p)))?
-            .map_err(infer_err)?;
-        for v in out.iter_mut() {
-            l2_normalize(v);
-        }
-        Ok(out)
+        forward_guarded(run)
     }
+}
+
+/// The weights of `path` read into memory (no mmap: a file replaced underneath a running backend
+/// cannot SIGBUS it) and given to `load`; its errors and panics become [`EmbedError::ModelFiles`].
+/// Shared by the candle models (this file, `mpnet.rs`).
+pub(crate) fn load_weights<M>(
+    path: &Path,
+    device: &Device,
+    what: &str,
+    load: impl FnOnce(VarBuilder) -> candle_core::Result<M>,
+) -> Result<M, EmbedError> {
+    let weights = std::fs::read(path).map_err(|e| model_err(path, e))?;
+    catch_unwind(AssertUnwindSafe(|| load(VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?)))
+        .map_err(|p| model_err(path, panic_detail(p)))?
+        .map_err(|e| model_err(path, format!("cannot load {what} weights: {e}")))
+}
+
+/// Warm-up of a freshly loaded candle model: faults in the weights and creates candle's rayon
+/// worker threads while every signal is blocked, so the workers inherit a fully blocked mask.
+pub(crate) fn warm_up(model: &dyn Embedder, weights_path: &Path) -> Result<(), EmbedError> {
+    let warm = "warm up ".repeat(40);
+    with_signals_blocked(|| model.embed(&[warm.as_str(), "warm up"], InputKind::Document))
+        .map(drop)
+        .map_err(|e| model_err(weights_path, format!("warm-up inference failed: {e}")))
+}
+
+/// One candle forward pass: a panic or a candle error becomes [`EmbedError::Inference`]; the
+/// vectors come back L2-normalised.
+pub(crate) fn forward_guarded(
+    run: impl FnOnce() -> candle_core::Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let mut out = catch_unwind(AssertUnwindSafe(run)).map_err(|p| infer_err(panic_detail(p)))?.map_err(infer_err)?;
+    for v in out.iter_mut() {
+        l2_normalize(v);
+    }
+    Ok(out)
+}
+
+/// Mean of `hidden` (b, L, H) over the positions where `mask` (b, L, u32) is 1: one H-vector per
+/// sequence, not yet normalised (the tensor form of `encoder::mean_pool`).
+pub(crate) fn mean_pool_tensor(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, L, 1)
+    let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // (b, H)
+    let counts = maskf.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
+    summed.broadcast_div(&counts)?.to_vec2::<f32>()
 }
 
 impl Embedder for BuiltinEmbedder {
@@ -188,7 +213,13 @@ pub(crate) mod tests {
 
     /// The reference fixture's cases: text, token count (with [CLS]/[SEP], truncated), vector.
     pub(crate) fn fixture() -> Vec<(String, usize, Vec<f32>)> {
-        let v: serde_json::Value = serde_json::from_str(FIXTURE).expect("fixture is JSON");
+        fixture_cases(FIXTURE)
+    }
+
+    /// The cases of a reference fixture (`scripts/reference_*.py`): text, token count (with the
+    /// two special tokens, truncated), vector.
+    pub(crate) fn fixture_cases(json: &str) -> Vec<(String, usize, Vec<f32>)> {
+        let v: serde_json::Value = serde_json::from_str(json).expect("fixture is JSON");
         v["cases"]
             .as_array()
             .expect("cases")
@@ -207,7 +238,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len());
         a.iter()
             .zip(b)
@@ -237,8 +268,17 @@ pub(crate) mod tests {
             println!("RAGBENCH_MODEL_DIR is not set: skipping built-in model test");
             return;
         };
-        let src = Path::new(&src);
-        let dir = std::env::temp_dir().join(format!("ragbench-corrupt-{}", std::process::id()));
+        assert_corrupt_files_are_clean_errors(Path::new(&src), "minilm", BuiltinEmbedder::load);
+    }
+
+    /// A copy of the model directory `src` with its weights cut in half, then not safetensors at
+    /// all, then with a broken tokenizer.json: `load` fails each time with an error naming the file.
+    pub(crate) fn assert_corrupt_files_are_clean_errors<M>(
+        src: &Path,
+        tag: &str,
+        load: impl Fn(&Path) -> Result<M, EmbedError>,
+    ) {
+        let dir = std::env::temp_dir().join(format!("ragbench-corrupt-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("mkdir");
         for f in ["config.json", "tokenizer.json"] {
             std::fs::copy(src.join(f), dir.join(f)).expect("copy");
@@ -246,11 +286,15 @@ pub(crate) mod tests {
         let weights = std::fs::read(src.join("model.safetensors")).expect("read");
         std::fs::write(dir.join("model.safetensors"), &weights[..weights.len() / 2])
             .expect("write");
-        let err = BuiltinEmbedder::load(&dir).err().expect("error");
+        drop(weights);
+        let err = load(&dir).err().expect("error");
         assert!(matches!(err, EmbedError::ModelFiles { .. }), "{err:?}");
         assert!(err.to_string().contains("model.safetensors"), "{err}");
+        std::fs::write(dir.join("model.safetensors"), b"\x08\0\0\0\0\0\0\0{}garbage").expect("write");
+        let err = load(&dir).err().expect("error");
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
         std::fs::write(dir.join("tokenizer.json"), b"{not json").expect("write");
-        let err = BuiltinEmbedder::load(&dir).err().expect("error");
+        let err = load(&dir).err().expect("error");
         assert!(err.to_string().contains("tokenizer.json"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -258,7 +302,14 @@ pub(crate) mod tests {
     #[test]
     fn matches_reference_fixture() {
         let Some(m) = model() else { return };
-        let cases = fixture();
+        assert_matches_fixture(m, FIXTURE, BUILTIN_DIMENSIONS, BUILTIN_MAX_TOKENS);
+    }
+
+    /// `m` reproduces a reference fixture (`scripts/reference_*.py`) to 1e-4, one text at a time
+    /// and in one batch, with the fixture's token counts; and ranks the CREATE INDEX case above
+    /// the fox for the first (a question about indexes).
+    pub(crate) fn assert_matches_fixture(m: &dyn Embedder, json: &str, dims: usize, max_tokens: usize) {
+        let cases = fixture_cases(json);
         assert!(cases.len() >= 6);
         // Single calls.
         for (text, tokens, want) in &cases {
@@ -266,7 +317,7 @@ pub(crate) mod tests {
                 .embed(&[text.as_str()], InputKind::Document)
                 .expect("embed");
             assert_eq!(got.len(), 1);
-            assert_eq!(got[0].len(), BUILTIN_DIMENSIONS);
+            assert_eq!(got[0].len(), dims);
             let d = max_abs_diff(&got[0], want);
             println!(
                 "{d:.2e} max abs diff for {:?}",
@@ -278,9 +329,9 @@ pub(crate) mod tests {
             );
             let norm: f32 = got[0].iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-5);
-            // Fixture token counts include [CLS]/[SEP] and truncation.
+            // Fixture token counts include the two special tokens and truncation.
             let untrunc = m.count_tokens(text);
-            assert_eq!((untrunc + 2).min(BUILTIN_MAX_TOKENS), *tokens, "{text:?}");
+            assert_eq!((untrunc + 2).min(max_tokens), *tokens, "{text:?}");
         }
         // One batched call gives the same vectors, in order.
         let texts: Vec<&str> = cases.iter().map(|c| c.0.as_str()).collect();
@@ -327,6 +378,12 @@ pub(crate) mod tests {
     #[test]
     fn batch_equals_single_and_preserves_order() {
         let Some(m) = model() else { return };
+        assert_batch_equals_single(m, 70);
+    }
+
+    /// `n` texts of varied lengths embedded in one call give what each gives alone, in input
+    /// order (also reversed); no texts give no vectors.
+    pub(crate) fn assert_batch_equals_single(m: &dyn Embedder, n: usize) {
         let base = [
             "short",
             "a somewhat longer sentence about databases and indexes",
@@ -337,7 +394,7 @@ pub(crate) mod tests {
         ];
         // Many texts of varied lengths, so that several internal batches are used
         // and sorting by length permutes them.
-        let owned: Vec<String> = (0..70)
+        let owned: Vec<String> = (0..n)
             .map(|i| format!("{} {}", base[i % base.len()], "word ".repeat((i * 7) % 90)))
             .collect();
         let texts: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();

@@ -15,7 +15,9 @@ RUN curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-too
 ENV PATH=/root/.cargo/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN RAGBENCH_PG_CONFIG=/usr/lib/postgresql/17/bin/pg_config STACK=/src/.stack bash scripts/setup.sh \
+# 1: also install the quality option all-mpnet-base-v2 (+440 MB).
+ARG RAGBENCH_MPNET=0
+RUN RAGBENCH_MPNET=${RAGBENCH_MPNET} RAGBENCH_PG_CONFIG=/usr/lib/postgresql/17/bin/pg_config STACK=/src/.stack bash scripts/setup.sh \
  && PGRX_HOME=/src/.stack/pgrx cargo pgrx install --release --pg-config /usr/lib/postgresql/17/bin/pg_config
 
 FROM ${PARADEDB_IMAGE}

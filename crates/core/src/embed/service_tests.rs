@@ -310,3 +310,21 @@ fn each_request_is_embedded_by_the_model_it_names() {
     assert_eq!(first.calls.lock().unwrap().iter().sum::<usize>(), 1);
     server.stop();
 }
+
+/// Chunks must be sized as the model counts, on the service path as on the backend path: with the
+/// model's tokenizer the client counts word pieces (a long chemical name is many), without one it
+/// falls back to the word estimate.
+#[test]
+fn the_client_counts_tokens_with_the_models_tokenizer() {
+    let Ok(dir) = std::env::var("RAGBENCH_MODEL_DIR") else {
+        println!("RAGBENCH_MODEL_DIR is not set: skipping");
+        return;
+    };
+    let text = "Methylenetetrahydrofolate reductase polymorphisms and hyperhomocysteinemia.";
+    let local = super::super::builtin::BuiltinEmbedder::load(Path::new(&dir)).unwrap();
+    let client = ServiceEmbedder::new(socket("count"), Duration::from_secs(1), 32).with_tokenizer(&dir, 256);
+    assert_eq!(client.count_tokens(text), local.count_tokens(text));
+    assert!(client.count_tokens(text) > 10, "{}", client.count_tokens(text));
+    let plain = ServiceEmbedder::new(socket("count2"), Duration::from_secs(1), 32);
+    assert_eq!(plain.count_tokens(text), super::super::provider::approx_token_count(text));
+}

@@ -194,7 +194,7 @@ pub fn register() {
         c"rag.embedding_mode",
         c"Where the built-in model runs: service (one shared process per server) or backend (a copy in each backend).",
         c"service needs shared_preload_libraries; without it the backend path is used. The service loads the model \
-          from the server's rag.model_dir once; backend loads about 90 MB into every backend that embeds.",
+          from the server's rag.model_dir once; backend loads the model into every backend that embeds (about 200 MB with the int8 runtime).",
         &EMBEDDING_MODE,
         GucContext::Suset,
         GucFlags::default(),

@@ -64,3 +64,13 @@ def test_an_unknown_builtin_model_is_refused_with_the_choices(cluster):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="all-MiniLM-L12-v2") as e:
             app.execute("SELECT rag.embed('x')")
         assert "all-mpnet-base-v2" in e.value.diag.message_hint
+
+
+def test_a_server_can_keep_sessions_off_the_quality_model(cluster):
+    """rag.allowed_embedding_models refuses all-mpnet-base-v2 before anything is loaded (SQLSTATE 42501)."""
+    with cluster.connect() as su:
+        su.execute("SET rag.allowed_embedding_models = 'builtin/all-MiniLM-L6-v2'")
+        assert su.execute("SELECT vector_dims(rag.embed('x'))").fetchone()[0] == 384
+        su.execute(MPNET)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="all-mpnet-base-v2"):
+            su.execute("SELECT rag.embed('x')")

@@ -41,14 +41,14 @@ pub fn model_dir() -> PathBuf {
 /// The quality option of the built-in provider (`rag.embedding_model = 'all-mpnet-base-v2'`).
 pub const MPNET: &str = "all-mpnet-base-v2";
 
-/// all-mpnet-base-v2's folder: `$sharedir/ragbench/all-mpnet-base-v2` (`make setup-mpnet`).
+/// all-mpnet-base-v2's folder: `$sharedir/ragbench/all-mpnet-base-v2` (`make setup`, docker/install-mpnet.sh).
 pub fn mpnet_dir() -> PathBuf {
     share_dir().join(MPNET)
 }
 
-/// all-mpnet-base-v2, loaded in this backend.
-fn load_mpnet() -> Result<Arc<dyn Embedder>, EmbedError> {
-    Ok(Arc::new(mpnet::MpnetEmbedder::load(&mpnet_dir())?))
+/// all-mpnet-base-v2 from `dir`, loaded in this process (a backend, or the service's model thread).
+pub fn load_mpnet(dir: &std::path::Path) -> Result<Arc<dyn Embedder>, EmbedError> {
+    Ok(Arc::new(mpnet::MpnetEmbedder::load(dir)?))
 }
 
 /// What runs the built-in model, from `rag.builtin_runtime` (`auto`: ONNX when its files are there).
@@ -63,20 +63,29 @@ pub fn runtime_setting() -> String {
     guc::string(&guc::BUILTIN_RUNTIME).unwrap_or_else(|| "auto".into()).to_lowercase()
 }
 
-/// The runtime a `rag.builtin_runtime` value asks for, and the ONNX Runtime library it would open
-/// (`rag.onnxruntime_library`); an unknown value is `Err(value)`.
-pub fn builtin_runtime(setting: &str, model_dir: &std::path::Path) -> Result<(Runtime, PathBuf), String> {
+/// The runtime a `rag.builtin_runtime` value names (`None`: auto); an unknown value is `Err(value)`.
+/// Cheap: checked on every use of the settings.
+pub fn parse_runtime(setting: &str) -> Result<Option<Runtime>, String> {
+    match setting {
+        "onnx" => Ok(Some(Runtime::Onnx)),
+        "candle" => Ok(Some(Runtime::Candle)),
+        "auto" => Ok(None),
+        _ => Err(setting.to_string()),
+    }
+}
+
+/// The runtime to load the built-in model with (auto: ONNX when its files are there), and the ONNX
+/// Runtime library it opens (`rag.onnxruntime_library`). Looks at files: called when a model is loaded.
+pub fn resolve_runtime(choice: Option<Runtime>, model_dir: &std::path::Path) -> (Runtime, PathBuf) {
     let library = guc::string(&guc::ONNXRUNTIME_LIBRARY)
         .map(PathBuf::from)
         .unwrap_or_else(|| share_dir().join("onnxruntime").join("libonnxruntime.so"));
-    let runtime = match setting {
-        "onnx" => Runtime::Onnx,
-        "candle" => Runtime::Candle,
-        "auto" if library.is_file() && model_dir.join(onnx::ONNX_MODEL_FILE).is_file() => Runtime::Onnx,
-        "auto" => Runtime::Candle,
-        _ => return Err(setting.to_string()),
-    };
-    Ok((runtime, library))
+    let runtime = choice.unwrap_or(if library.is_file() && model_dir.join(onnx::ONNX_MODEL_FILE).is_file() {
+        Runtime::Onnx
+    } else {
+        Runtime::Candle
+    });
+    (runtime, library)
 }
 
 /// Load the built-in model with the runtime the settings choose (in a backend, or in the service).
@@ -97,8 +106,10 @@ struct Settings {
     max_retries: i32,
     batch_size: i32,
     model_dir: PathBuf,
-    /// What runs the built-in model in this backend, and the ONNX Runtime it opens.
-    runtime: (Runtime, PathBuf),
+    /// What runs the built-in model in this backend (`None`: auto, resolved when it is loaded), and the
+    /// ONNX Runtime library setting.
+    runtime: Option<Runtime>,
+    onnx_library: Option<String>,
     /// The built-in model through the shared service (`service.rs`) rather than in this backend.
     via_service: bool,
 }
@@ -118,12 +129,13 @@ impl Settings {
             timeout_ms: crate::secrets::capped_timeout_ms(guc::EMBEDDING_TIMEOUT_MS.get()) as i32,
             max_retries: crate::secrets::capped_retries(guc::EMBEDDING_MAX_RETRIES.get()) as i32,
             batch_size: crate::secrets::capped_batch_size() as i32,
-            runtime: builtin_runtime(&runtime_setting(), &model_dir()).unwrap_or_else(|other| {
+            runtime: parse_runtime(&runtime_setting()).unwrap_or_else(|other| {
                 errors::invalid(
                     format!("unknown rag.builtin_runtime '{other}'"),
                     "Set rag.builtin_runtime to auto, onnx or candle.",
                 )
             }),
+            onnx_library: guc::string(&guc::ONNXRUNTIME_LIBRARY),
             model_dir: model_dir(),
             via_service: service::in_use(),
         }
@@ -133,7 +145,7 @@ impl Settings {
     fn key(&self) -> String {
         let key_hash = self.api_key.as_deref().map(|k| ragbench_core::ingest::content_hash(k.as_bytes()));
         format!(
-            "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}|{}",
+            "{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{:?}|{:?}|{}",
             self.provider,
             self.model,
             self.url,
@@ -143,6 +155,7 @@ impl Settings {
             self.batch_size,
             self.model_dir.display(),
             self.runtime,
+            self.onnx_library,
             self.via_service
         )
     }
@@ -170,7 +183,7 @@ impl Settings {
                     Some(m) => errors::invalid(
                         format!("rag.embedding_model = '{m}' is not available with rag.embedding_provider = 'builtin'"),
                         "The built-in provider has all-MiniLM-L6-v2 (the default) and all-mpnet-base-v2 \
-                         (make setup-mpnet): RESET rag.embedding_model, or choose the ollama or openai provider.",
+                         (installed by make setup): RESET rag.embedding_model, or choose the ollama or openai provider.",
                     ),
                 };
                 if self.via_service {
@@ -178,9 +191,10 @@ impl Settings {
                     return Ok(service::client(timeout, self.batch_size.max(1) as usize, quality));
                 }
                 if quality {
-                    return load_mpnet();
+                    return load_mpnet(&mpnet_dir());
                 }
-                load_builtin(&self.model_dir, self.runtime.0, &self.runtime.1)
+                let (runtime, library) = resolve_runtime(self.runtime, &self.model_dir);
+                load_builtin(&self.model_dir, runtime, &library)
             }
             "ollama" => Ok(Arc::new(http::OllamaEmbedder::new(http_config("http://127.0.0.1:11434"))?)),
             "openai" => Ok(Arc::new(http::OpenAiEmbedder::new(http_config("https://api.openai.com"))?)),

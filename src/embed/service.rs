@@ -74,10 +74,11 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(None, None);
     let model_dir: PathBuf = super::model_dir();
     // An unknown value is not a reason to stop (the postmaster would restart the service in a loop).
-    let (runtime, library) = super::builtin_runtime(&super::runtime_setting(), &model_dir).unwrap_or_else(|other| {
+    let choice = super::parse_runtime(&super::runtime_setting()).unwrap_or_else(|other| {
         warning!("ragbench embedding service: unknown rag.builtin_runtime '{other}', using auto");
-        super::builtin_runtime("auto", &model_dir).unwrap_or((super::Runtime::Candle, PathBuf::new()))
+        None
     });
+    let (runtime, library) = super::resolve_runtime(choice, &model_dir);
     // The model runs on a thread of its own. glibc would give that thread a malloc arena of its own, with a
     // bounded heap, so the forward pass's large blocks could come and go as fresh mmaps; one arena for the
     // process, as a backend running the model on its main thread has, keeps freed blocks for reuse.
@@ -104,10 +105,8 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
         Box::new(move || super::load_builtin(&dir, runtime, &library).map_err(|e| e.to_string()));
     // Paths are computed here: the loaders run on a model thread, which never calls Postgres.
     let mpnet_dir = super::mpnet_dir();
-    let mpnet: ragbench_core::embed::service::Loader = Box::new(move || {
-        let m = ragbench_core::embed::mpnet::MpnetEmbedder::load(&mpnet_dir).map_err(|e| e.to_string())?;
-        Ok(Arc::new(m) as Arc<dyn Embedder>)
-    });
+    let mpnet: ragbench_core::embed::service::Loader =
+        Box::new(move || super::load_mpnet(&mpnet_dir).map_err(|e| e.to_string()));
     // Threads started with every signal blocked: Postgres' handlers run on this thread only.
     // One model thread per core this process may use (at most 4): two forward passes side by side use two
     // cores better than one pass over a small batch of short queries.

@@ -27,8 +27,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 
-use super::encoder::{embed_in_passes, infer_err, model_err, pad, panic_detail, required_dir, required_file, WordPieces};
-use super::provider::{l2_normalize, with_signals_blocked, EmbedError, Embedder, InputKind};
+use super::encoder::{
+    embed_in_passes, infer_err, model_err, pad, panic_detail, physical_cores, required_dir, required_file, warm_up,
+    WordPieces,
+};
+use super::provider::{l2_normalize, EmbedError, Embedder, InputKind};
 use crate::interrupt::Interrupt;
 
 pub const BUILTIN_MODEL_ID: &str = "builtin/all-MiniLM-L6-v2";
@@ -60,14 +63,8 @@ pub(crate) fn pin_thread_count() {
     }
 }
 
-/// candle's own default thread count (physical cores), within the CPUs this process may use.
-pub(crate) fn physical_cores() -> usize {
-    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    num_cpus::get_physical().clamp(1, allowed)
-}
-
 /// `config.json` of a model folder, checked to be a BERT of `dims` hidden units.
-pub(crate) fn bert_config(model_dir: &Path, dims: usize) -> Result<Config, EmbedError> {
+fn bert_config(model_dir: &Path, dims: usize) -> Result<Config, EmbedError> {
     let config_path = required_file(model_dir, "config.json")?;
     let config_text = std::fs::read_to_string(&config_path).map_err(|e| model_err(&config_path, e))?;
     let config: Config = serde_json::from_str(&config_text)
@@ -127,15 +124,6 @@ pub(crate) fn load_weights<M>(
     catch_unwind(AssertUnwindSafe(|| load(VarBuilder::from_buffered_safetensors(weights, DType::F32, device)?)))
         .map_err(|p| model_err(path, panic_detail(p)))?
         .map_err(|e| model_err(path, format!("cannot load {what} weights: {e}")))
-}
-
-/// Warm-up of a freshly loaded candle model: faults in the weights and creates candle's rayon
-/// worker threads while every signal is blocked, so the workers inherit a fully blocked mask.
-pub(crate) fn warm_up(model: &dyn Embedder, weights_path: &Path) -> Result<(), EmbedError> {
-    let warm = "warm up ".repeat(40);
-    with_signals_blocked(|| model.embed(&[warm.as_str(), "warm up"], InputKind::Document))
-        .map(drop)
-        .map_err(|e| model_err(weights_path, format!("warm-up inference failed: {e}")))
 }
 
 /// One candle forward pass: a panic or a candle error becomes [`EmbedError::Inference`]; the

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tokenizers::{Encoding, PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use super::provider::{EmbedError, l2_normalize};
+use super::provider::{l2_normalize, with_signals_blocked, EmbedError, Embedder, InputKind};
 use crate::interrupt::Interrupt;
 
 /// Most sequences in one forward pass.
@@ -35,6 +35,22 @@ pub(crate) fn panic_detail(p: Box<dyn std::any::Any + Send>) -> String {
     } else {
         "internal panic".to_string()
     }
+}
+
+/// The physical cores this process may use: the thread count of every built-in runtime's pool.
+pub(crate) fn physical_cores() -> usize {
+    let allowed = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    num_cpus::get_physical().clamp(1, allowed)
+}
+
+/// Warm-up of a freshly loaded model: faults in its weights and creates its runtime's worker threads
+/// while every signal is blocked, so the workers inherit a fully blocked mask and Postgres signals are
+/// only ever handled by the process's own thread. Errors name `model_path`.
+pub(crate) fn warm_up(model: &dyn Embedder, model_path: &Path) -> Result<(), EmbedError> {
+    let warm = "warm up ".repeat(40);
+    with_signals_blocked(|| model.embed(&[warm.as_str(), "warm up"], InputKind::Document))
+        .map(drop)
+        .map_err(|e| model_err(model_path, format!("warm-up inference failed: {e}")))
 }
 
 pub(crate) fn required_dir(dir: &Path) -> Result<(), EmbedError> {

@@ -33,8 +33,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::builtin::{forward_guarded, load_weights, mean_pool_tensor, pin_thread_count, warm_up};
-use super::encoder::{embed_in_passes, model_err, pad, required_dir, required_file, WordPieces};
+use super::builtin::{forward_guarded, load_weights, mean_pool_tensor, pin_thread_count};
+use super::encoder::{embed_in_passes, model_err, pad, required_dir, required_file, warm_up, WordPieces};
 use super::provider::{EmbedError, Embedder, InputKind};
 use crate::interrupt::Interrupt;
 

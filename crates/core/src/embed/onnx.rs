@@ -24,8 +24,11 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::builtin::{physical_cores, BUILTIN_DIMENSIONS, BUILTIN_MAX_TOKENS, BUILTIN_MODEL_ID};
-use super::encoder::{embed_in_passes, infer_err, mean_pool, model_err, pad, panic_detail, required_dir, required_file, WordPieces};
+use super::builtin::{BUILTIN_DIMENSIONS, BUILTIN_MAX_TOKENS, BUILTIN_MODEL_ID};
+use super::encoder::{
+    embed_in_passes, infer_err, mean_pool, model_err, pad, panic_detail, physical_cores, required_dir, required_file,
+    warm_up, WordPieces,
+};
 use super::provider::{with_signals_blocked, EmbedError, Embedder, InputKind};
 use crate::interrupt::Interrupt;
 
@@ -102,9 +105,7 @@ impl OnnxEmbedder {
             session: Mutex::new(session),
             words,
         };
-        let warm = "warm up ".repeat(40);
-        with_signals_blocked(|| this.embed(&[warm.as_str(), "warm up"], InputKind::Document))
-            .map_err(|e| err(format!("warm-up inference failed: {e}")))?;
+        warm_up(&this, &model_path)?;
         Ok(this)
     }
 

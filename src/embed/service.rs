@@ -99,18 +99,18 @@ pub extern "C-unwind" fn ragbench_embedding_service_main(_arg: pg_sys::Datum) {
     };
     let _ = std::fs::set_permissions(SOCKET, std::fs::Permissions::from_mode(0o600));
     let dir = model_dir.clone();
+    // One model thread per core this process may use (at most 4): two forward passes side by side use two
+    // cores better than one pass over a small batch of short queries (and ONNX gets a session per thread).
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
     // Model 0: all-MiniLM-L6-v2 (the default); model 1: all-mpnet-base-v2 (the quality option). Each is
     // loaded on its first request, so a server that never asks for all-mpnet-base-v2 never holds it.
     let minilm: ragbench_core::embed::service::Loader =
-        Box::new(move || super::load_builtin(&dir, runtime, &library).map_err(|e| e.to_string()));
+        Box::new(move || super::load_builtin(&dir, runtime, &library, threads).map_err(|e| e.to_string()));
     // Paths are computed here: the loaders run on a model thread, which never calls Postgres.
     let mpnet_dir = super::mpnet_dir();
     let mpnet: ragbench_core::embed::service::Loader =
         Box::new(move || super::load_mpnet(&mpnet_dir).map_err(|e| e.to_string()));
     // Threads started with every signal blocked: Postgres' handlers run on this thread only.
-    // One model thread per core this process may use (at most 4): two forward passes side by side use two
-    // cores better than one pass over a small batch of short queries.
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
     let server = match with_signals_blocked(|| serve_models(listener, vec![minilm, mpnet], threads)) {
         Ok(s) => s,
         Err(e) => {

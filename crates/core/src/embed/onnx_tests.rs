@@ -24,7 +24,7 @@ fn model() -> Option<&'static OnnxEmbedder> {
         .as_ref()
 }
 
-/// int8 weights move each vector a little: every reference case keeps a cosine of at least 0.98 to
+/// int8 weights and products move each vector a little: every reference case keeps a cosine of at least 0.99 to
 /// the float model's vector (sentence-transformers' own output), and the same token count (with [CLS]/[SEP],
 /// truncated).
 #[test]
@@ -40,7 +40,9 @@ fn int8_vectors_stay_close_to_the_float_reference() {
         assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
         let c = cos(v, want);
         worst = worst.min(c);
-        assert!(c >= 0.98, "cosine {c} to the float vector of {text:?}");
+        // The empty text is [CLS] [SEP] alone, whose two activations quantise worst (0.980 measured).
+        let floor = if text.is_empty() { 0.975 } else { 0.99 };
+        assert!(c >= floor, "cosine {c} to the float vector of {text:?}");
         assert_eq!((m.count_tokens(text) + 2).min(BUILTIN_MAX_TOKENS), *tokens, "{text:?}");
     }
     println!("worst cosine int8 vs float reference: {worst:.4}");
@@ -59,8 +61,9 @@ fn related_texts_rank_first() {
     assert!(cos(&v[0], &v[1]) > cos(&v[0], &v[2]) + 0.3);
 }
 
-/// A text's vector barely depends on the batch it runs in (activations are quantised per pass), and
-/// results come back in input order with duplicates embedded once.
+/// A text's vector does not depend on the texts it is sent with (one pass per text, and the
+/// activations' int8 scale is computed per pass), and results come back in input order with
+/// duplicates embedded once.
 #[test]
 fn batch_matches_single_and_keeps_order() {
     let Some(m) = model() else { return };
@@ -71,7 +74,7 @@ fn batch_matches_single_and_keeps_order() {
     assert_eq!(batch[0], batch[2]);
     for (t, b) in texts.iter().zip(&batch) {
         let single = m.embed(&[t], InputKind::Document).expect("single").remove(0);
-        assert!(cos(&single, b) > 0.995, "{t:?}: {}", cos(&single, b));
+        assert_eq!(&single, b, "{t:?}: cosine {}", cos(&single, b));
     }
 }
 
@@ -85,7 +88,7 @@ fn passes_are_interruptible() {
     let calls = std::cell::Cell::new(0usize);
     let v = m.embed_with(&refs, InputKind::Document, &|| calls.set(calls.get() + 1)).expect("embed");
     assert_eq!(v.len(), 16);
-    assert!(calls.get() >= 16 * 256 / PASS_TOKENS, "{} hook calls", calls.get());
+    assert_eq!(calls.get(), 16, "one pass per text, the hook before each");
     let stop = || std::panic::panic_any("cancel");
     let r = catch_unwind(AssertUnwindSafe(|| m.embed_with(&refs, InputKind::Document, &stop)));
     assert!(r.is_err(), "the hook's unwind must stop the embedding");
@@ -104,8 +107,8 @@ fn missing_files_are_clean_errors() {
     std::fs::create_dir_all(&empty).expect("mkdir");
     std::fs::copy(d.join("tokenizer.json"), empty.join("tokenizer.json")).expect("copy");
     let err = OnnxEmbedder::load(&empty, &default_library(&d)).err().expect("no model file");
-    assert!(err.to_string().contains(ONNX_MODEL_FILE), "{err}");
-    std::fs::write(empty.join(ONNX_MODEL_FILE), b"not an onnx model").expect("write");
+    assert!(err.to_string().contains(ONNX_MODEL_FILES[0]), "{err}");
+    std::fs::write(empty.join(ONNX_MODEL_FILES[1]), b"not an onnx model").expect("write");
     let err = OnnxEmbedder::load(&empty, &default_library(&d)).err().expect("corrupt model");
     assert!(err.to_string().contains("not a usable ONNX model"), "{err}");
     std::fs::remove_dir_all(&empty).ok();

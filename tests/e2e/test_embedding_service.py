@@ -4,6 +4,7 @@ socket in the data directory (src/embed/service.rs, crates/core/src/embed/servic
 What would be wrong if it broke: each backend would load its own ~90 MB model (private memory), vectors from
 the two paths would differ, a terminated service would not come back or would hang its callers, and a caller
 waiting for it could not be cancelled."""
+import threading
 import time
 
 import psycopg
@@ -60,6 +61,44 @@ def test_service_and_backend_paths_give_the_same_vectors(cluster):
     for s, b in zip(service, backend):
         assert len(s) == len(b) == 384
         assert max(abs(x - y) for x, y in zip(s, b)) < 1e-5
+
+
+def test_a_question_gets_the_same_vector_alone_batched_and_under_load(cluster):
+    """Every text is its own forward pass (its int8 activations are scaled on its own), so what else is
+    embedded with it, in the same call or by other sessions at the same time, does not move its vector:
+    a search's ranking does not depend on the load."""
+    question = "how does the planner choose between an index scan and a sequential scan"
+    others = ["x", "a much longer text about checkpoints and the write-ahead log " * 12, "vacuum"]
+    with cluster.connect() as su:
+        alone = su.execute("SELECT rag.embed_array(%s, 'query')", (question,)).fetchone()[0]
+        # One call, one request to the service, with texts shorter and longer than the question.
+        many = su.execute(
+            "SELECT embedding::real[] FROM rag.embed_many(%s, 'query') ORDER BY ordinality", (others + [question],)
+        ).fetchall()
+
+    stop, errors = threading.Event(), []
+
+    def load():
+        try:
+            with cluster.connect() as c:
+                while not stop.is_set():
+                    c.execute("SELECT rag.embed_many(%s, 'query')", (others,)).fetchall()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        with cluster.connect() as su:
+            under_load = [su.execute("SELECT rag.embed_array(%s, 'query')", (question,)).fetchone()[0] for _ in range(5)]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert many[-1][0] == pytest.approx(alone, abs=1e-6)  # vector -> real[] keeps float4 exactly
+    assert all(v == alone for v in under_load)
 
 
 def test_the_mode_is_a_superuser_setting_with_checked_values(cluster):

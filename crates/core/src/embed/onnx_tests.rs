@@ -1,5 +1,5 @@
 //! Tests of the int8 ONNX runtime against the float model's reference vectors. They need the model
-//! folder (`RAGBENCH_MODEL_DIR`, holding `model_int8.onnx`) and ONNX Runtime next to it, as
+//! folder (`RAGBENCH_MODEL_DIR`, holding `model_qint8.onnx`) and ONNX Runtime next to it, as
 //! `make setup` installs them; without `RAGBENCH_MODEL_DIR` they are skipped with a message.
 
 use super::super::builtin::tests::{cos, fixture};
@@ -22,6 +22,30 @@ fn model() -> Option<&'static OnnxEmbedder> {
     MODEL
         .get_or_init(|| dir().map(|d| OnnxEmbedder::load(&d, &default_library(&d)).expect("int8 model loads")))
         .as_ref()
+}
+
+/// The installed model is the one with int8 products (docker/quantize_minilm.py ran): it is the one
+/// loaded, and its graph multiplies with MatMulInteger.
+#[test]
+fn installed_model_multiplies_in_int8() {
+    let Some(d) = dir() else { return };
+    let file = model_file(&d).expect("an ONNX model in RAGBENCH_MODEL_DIR");
+    assert_eq!(file.file_name().and_then(|f| f.to_str()), Some(ONNX_MODEL_FILES[0]));
+    let bytes = std::fs::read(&file).expect("read");
+    assert!(bytes.windows(13).any(|w| w == b"MatMulInteger"), "{} has no MatMulInteger node", file.display());
+}
+
+/// The quantised build is preferred, the int8-storage one is the fallback, nothing is an error.
+#[test]
+fn model_file_prefers_the_quantised_build() {
+    let d = std::env::temp_dir().join(format!("ragbench-onnx-files-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("mkdir");
+    assert_eq!(model_file(&d), None);
+    std::fs::write(d.join("model_int8.onnx"), b"x").expect("write");
+    assert_eq!(model_file(&d), Some(d.join("model_int8.onnx")));
+    std::fs::write(d.join("model_qint8.onnx"), b"x").expect("write");
+    assert_eq!(model_file(&d), Some(d.join("model_qint8.onnx")));
+    std::fs::remove_dir_all(&d).ok();
 }
 
 /// int8 weights and products move each vector a little: every reference case keeps a cosine of at least 0.99 to

@@ -194,15 +194,15 @@ pub fn register() {
         c"rag.embedding_mode",
         c"Where the built-in model runs: service (one shared process per server) or backend (a copy in each backend).",
         c"service needs shared_preload_libraries; without it the backend path is used. The service loads the model \
-          from the server's rag.model_dir once; backend loads the model into every backend that embeds (about 200 MB with the int8 runtime).",
+          from the server's rag.model_dir once; backend loads the model into every backend that embeds (about 120 MB with the int8 runtime).",
         &EMBEDDING_MODE,
         GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"rag.builtin_runtime",
-        c"What runs the built-in model: onnx (int8 weights, ONNX Runtime), candle (float32), or auto.",
-        c"auto is onnx when model_int8.onnx and ONNX Runtime are installed (make setup, the Docker image), else candle. \
+        c"What runs the built-in model: onnx (int8, ONNX Runtime), candle (float32), or auto.",
+        c"auto is onnx when model_qint8.onnx (or model_int8.onnx) and ONNX Runtime are installed (make setup, the Docker image), else candle. \
           Both give vectors of the same model (cosine >= 0.99 to each other), so a corpus embedded by one is searched \
           with the other. The embedding service reads it when it starts.",
         &BUILTIN_RUNTIME,

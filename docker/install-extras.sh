@@ -107,6 +107,9 @@ if [ ! -f "$MODEL_DIR/model_qint8.onnx" ]; then
       "ONNX Runtime will run model_int8.onnx (int8 storage, float32 products, about half as fast)" >&2
   else
     log "model_qint8.onnx: int8 matrix products (docker/quantize_minilm.py)"
+    # The quantiser's ONNX Runtime is the wheel pinned above: one pin, stated in both files.
+    grep -q "^onnxruntime==$ORT_VERSION --hash=sha256:$ORT_WHEEL_SHA256\$" "$here/quantize-requirements.txt" ||
+      { echo "docker/quantize-requirements.txt must pin onnxruntime==$ORT_VERSION (sha256 $ORT_WHEEL_SHA256)" >&2; exit 1; }
     venv="$STACK/quantize-venv"; rm -rf "$venv"
     python3 -m venv "$venv"
     # The wheels are downloaded once into $STACK/wheels and checked against the pinned hashes.

@@ -35,8 +35,8 @@ struct Hit {
 
 fn retrieve(search_type: &str, query: &str, k: i32) -> Vec<Hit> {
     let rows: Vec<search::SearchRow> = match search_type {
-        "bm25" => search::bm25::bm25_rows(query, k),
-        "vector" => search::vector::vector_rows(query, k),
+        "bm25" => search::bm25::bm25_rows(query, k, &search::timing::Stopwatch::off()),
+        "vector" => search::vector::vector_rows(query, k, &search::timing::Stopwatch::off()),
         _ => {
             let fusion = search::hybrid::FusionKind::Convex;
             let (bm25_weight, vector_weight) = fusion.default_weights();
@@ -49,7 +49,7 @@ fn retrieve(search_type: &str, query: &str, k: i32) -> Vec<Hit> {
                 candidates: search::hybrid::DEFAULT_CANDIDATES.max(k),
                 fusion,
             };
-            search::hybrid::hybrid_rows(query, &p)
+            search::hybrid::hybrid_rows(query, &p, &search::timing::Stopwatch::off())
                 .into_iter()
                 .map(|r| (r.0, r.1, r.2, r.3, r.4, r.5, r.8))
                 .collect()

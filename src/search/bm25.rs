@@ -4,6 +4,7 @@
 //! characters and words that pg_search's query language treats as syntax (`: " ( ) * ~ ^ AND OR NOT -`)
 //! are plain terms: no syntax error and no way to change the query's meaning.
 
+use super::timing::Stopwatch;
 use super::{check_k, SearchRow};
 use crate::errors::SpiOk;
 use pgrx::prelude::*;
@@ -23,7 +24,7 @@ FROM hits hit
 ORDER BY hit.score DESC, c.id";
 
 /// Run BM25 and return rows best first.
-pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
+pub fn bm25_rows(query: &str, k: i32, sw: &Stopwatch) -> Vec<SearchRow> {
     if query.trim().is_empty() {
         return Vec::new();
     }
@@ -36,14 +37,17 @@ pub fn bm25_rows(query: &str, k: i32) -> Vec<SearchRow> {
     }
     let _plan = super::index_only_plan(crate::guc::HNSW_EF_SEARCH.get());
     let m = super::long_query::bm25_match(query);
+    sw.phase("query terms");
     let sql = BM25_SEARCH.replace("{ROW_BY_ID}", super::ROW_BY_ID).replace("{MATCH}", &m.predicate(3));
-    Spi::connect(|client| {
+    let rows = Spi::connect(|client| {
         let mut args: Vec<pgrx::datum::DatumWithOid> = vec![m.first().into(), (k as i64).into()];
         args.extend(m.extra().into_iter().map(Into::into));
         let table = client.select(sql.as_str(), None, &args)?;
         table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, _>>()
     })
-    .or_raise("BM25 search")
+    .or_raise("BM25 search");
+    sw.phase("search");
+    rows
 }
 
 /// BM25 search over chunk text, best first.
@@ -64,5 +68,8 @@ fn bm25_search(
     ),
 > {
     check_k(k);
-    TableIterator::new(bm25_rows(query, k))
+    let sw = Stopwatch::start();
+    let rows = bm25_rows(query, k, &sw);
+    sw.report("rag.bm25_search");
+    TableIterator::new(rows)
 }

@@ -11,6 +11,7 @@
 //! selective filter still yields `k` rows. Ties are broken by the best single-leg rank, then by the
 //! chunk's position in its document (earlier first), then by chunk id.
 
+use super::timing::Stopwatch;
 use super::{index_only_plan, query_embedding, MAX_K};
 use crate::errors::{self, SpiOk};
 use crate::guc;
@@ -130,13 +131,13 @@ pub fn check(p: &HybridParams) {
     }
 }
 
-pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
+pub fn hybrid_rows(query: &str, p: &HybridParams, sw: &Stopwatch) -> Vec<HybridRow> {
     check(p);
     if query.trim().is_empty() {
         return Vec::new();
     }
     // The vector leg needs a model with stored vectors; without one it contributes nothing.
-    let embedding = if p.vector_weight > 0.0 { query_embedding(query) } else { None };
+    let embedding = if p.vector_weight > 0.0 { query_embedding(query, sw) } else { None };
     let (qv, model, dims, vec_limit) = match embedding {
         Some((v, m, d)) => (v, m, d, p.candidates),
         // vector leg off: a placeholder 1-d vector, LIMIT 0, and a model no row has
@@ -161,6 +162,7 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
     } else {
         super::long_query::Bm25Match::whole(query)
     };
+    sw.phase("query terms");
     let filter_sql = if p.filter.is_some() { "AND metadata @> $4" } else { "" };
     let statement = |bm25_leg: &str| {
         CANDIDATES
@@ -201,10 +203,14 @@ pub fn hybrid_rows(query: &str, p: &HybridParams) -> Vec<HybridRow> {
             Ok::<_, pgrx::spi::SpiError>((bm25, vector))
         })
         .or_raise("hybrid search");
+        sw.phase("candidates");
         crate::interrupts::check();
         let mut fused = fusion::fuse(&bm25, &vector, &method);
         fused.truncate(p.k.max(0) as usize);
-        rows_of(fused)
+        sw.phase("fusion");
+        let rows = rows_of(fused);
+        sw.phase("result rows");
+        rows
     };
     if bm25_limit == 0 || vec_limit == 0 {
         return run(&sql, bm25_limit);
@@ -306,5 +312,8 @@ fn hybrid_search(
         candidates: candidates.unwrap_or_else(|| DEFAULT_CANDIDATES.max(k)),
         fusion: kind,
     };
-    TableIterator::new(hybrid_rows(query, &params))
+    let sw = Stopwatch::start();
+    let rows = hybrid_rows(query, &params, &sw);
+    sw.report("rag.hybrid_search");
+    TableIterator::new(rows)
 }

@@ -6,6 +6,7 @@ pub mod bm25;
 pub mod compact;
 pub mod hybrid;
 pub mod long_query;
+pub mod timing;
 pub mod vector;
 pub mod verify;
 
@@ -68,15 +69,17 @@ impl Drop for ScopedSettings {
     }
 }
 
-/// Planner settings for a search that must use the HNSW and BM25 indexes, without parallel workers: without them the planner
+/// Planner settings for a search that must use the HNSW and BM25 indexes, without parallel workers by default
+/// (`rag.search_parallel_workers`): without the index settings the planner
 /// picks a sequential scan over small tables for `ORDER BY embedding <=> q LIMIT n` (measured: 6.2 ms
 /// instead of 0.66 ms at 5,000 rows).
 pub fn index_only_plan(ef_search: i32) -> ScopedSettings {
     let s = ScopedSettings::new();
     s.set(c"enable_seqscan", "off");
-    // A top-k index scan is over before parallel workers start; on small machines they only add
-    // latency (measured: BM25 leg 122-191 ms with 2 workers, 43-67 ms without, 2-core machine).
-    s.set(c"max_parallel_workers_per_gather", "0");
+    // No parallel workers unless rag.search_parallel_workers asks: on a busy small machine they cost
+    // more than they save (2 cores, 1M chunks: BM25 leg faster for one client, throughput from 4 clients
+    // on down by a third; at 100k chunks, 122-191 ms with 2 workers against 43-67 ms without).
+    s.set(c"max_parallel_workers_per_gather", &crate::guc::SEARCH_PARALLEL_WORKERS.get().max(0).to_string());
     s.set(c"hnsw.ef_search", &ef_search.clamp(1, 1000).to_string());
     // Keep scanning the HNSW graph until enough rows pass the filters: the metadata filter, and for every
     // role but the superuser the row-level security condition (owner and tenant). Both vector queries sort
@@ -114,13 +117,16 @@ pub fn read_row(row: &SpiHeapTupleData) -> SpiResult<SearchRow> {
 
 /// The query's embedding with the configured model, and that model's stored dimension.
 /// `None` when no chunk has a vector of this model yet (the vector leg then has nothing to search).
-pub fn query_embedding(query: &str) -> Option<(Vec<f32>, String, usize)> {
+pub fn query_embedding(query: &str, sw: &timing::Stopwatch) -> Option<(Vec<f32>, String, usize)> {
     let embedder = crate::embed::current();
     let model = embedder.model_id().to_string();
-    let dims = crate::ingest::store::model_dimensions(&model)?;
+    let dims = crate::ingest::store::model_dimensions(&model);
+    sw.phase("model lookup");
+    let dims = dims?;
     let v = crate::embed::embed_texts(embedder.as_ref(), &[query], crate::embed::InputKind::Query)
         .pop()
         .unwrap_or_default();
+    sw.phase("query embedding");
     if v.len() != dims {
         errors::raise(
             pgrx::PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,

@@ -1,6 +1,7 @@
 //! Vector search: cosine distance over the HNSW index of the configured embedding model.
 //! Only vectors made by that model are searched, so two models' vector spaces never mix.
 
+use super::timing::Stopwatch;
 use super::{check_k, index_only_plan, query_embedding, SearchRow};
 use crate::errors::SpiOk;
 use crate::guc;
@@ -21,8 +22,8 @@ FROM hits hit
 {ROW_BY_ID}
 ORDER BY hit.distance, c.id";
 
-pub fn vector_rows(query: &str, k: i32) -> Vec<SearchRow> {
-    let Some((qv, model, dims)) = query_embedding(query) else {
+pub fn vector_rows(query: &str, k: i32, sw: &Stopwatch) -> Vec<SearchRow> {
+    let Some((qv, model, dims)) = query_embedding(query, sw) else {
         return Vec::new();
     };
     let sql = VECTOR_SEARCH.replace("{D}", &dims.to_string()).replace("{ROW_BY_ID}", super::ROW_BY_ID);
@@ -30,11 +31,13 @@ pub fn vector_rows(query: &str, k: i32) -> Vec<SearchRow> {
     // The vector leg never needs pg_search: with its planner hook off, a damaged BM25 index (see
     // verify.rs) cannot fail vector searches too.
     _plan.set(c"paradedb.enable_custom_scan", "off");
-    Spi::connect(|client| {
+    let rows = Spi::connect(|client| {
         let table = client.select(sql.as_str(), None, &[qv.into(), model.as_str().into(), (k as i64).into()])?;
         table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, _>>()
     })
-    .or_raise("vector search")
+    .or_raise("vector search");
+    sw.phase("search");
+    rows
 }
 
 /// Vector (HNSW cosine) search, nearest first; `score` is cosine similarity.
@@ -55,5 +58,8 @@ fn vector_search(
     ),
 > {
     check_k(k);
-    TableIterator::new(vector_rows(query, k))
+    let sw = Stopwatch::start();
+    let rows = vector_rows(query, k, &sw);
+    sw.report("rag.vector_search");
+    TableIterator::new(rows)
 }

@@ -184,4 +184,20 @@ mod tests {
     fn hybrid_rejects_zero_weights() {
         Spi::run("SELECT * FROM rag.hybrid_search('x', 5, NULL, 0, 0)").unwrap();
     }
+
+    #[pg_test]
+    fn search_statements_use_the_configured_parallel_workers_and_restore_the_session() {
+        let setting = || first("SELECT current_setting('max_parallel_workers_per_gather')");
+        Spi::run("SET max_parallel_workers_per_gather = 5").unwrap();
+        for (configured, inside) in [("0", "0"), ("3", "3")] {
+            Spi::run_with_args("SELECT set_config('rag.search_parallel_workers', $1, false)", &[configured.into()]).unwrap();
+            {
+                let _plan = crate::search::index_only_plan(100);
+                assert_eq!(setting().as_deref(), Some(inside));
+            }
+            assert_eq!(setting().as_deref(), Some("5"), "the caller's own setting comes back");
+        }
+        Spi::run("RESET rag.search_parallel_workers").unwrap();
+        assert_eq!(first("SHOW rag.search_parallel_workers").as_deref(), Some("0"), "no parallel workers by default");
+    }
 }

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod interrupt;
 pub mod limits;
 pub mod query_terms;
+pub mod timing;
 
 #[cfg(test)]
 mod cancel_tests;

@@ -18,7 +18,9 @@ use crate::guc;
 use crate::queue::subxact;
 use pgrx::prelude::*;
 use crate::jsonb_arg::JsonbArg;
+use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{JsonB, Uuid};
+use std::mem::ManuallyDrop;
 use ragbench_core::fusion::{self, Candidate, Fusion};
 
 /// Default candidates per leg when the caller passes NULL.
@@ -53,12 +55,22 @@ const BM25_LEG: &str = "\
 const NO_BM25_LEG: &str =
     "SELECT NULL::uuid AS id, NULL::int AS chunk_index, NULL::float8 AS score, NULL::bigint AS r WHERE $1::text IS NULL AND $5::bigint < 0";
 
-/// The fused chunks' columns, in the fused order (`{ROW_BY_ID}` is `super::ROW_BY_ID`).
+/// The fused chunks' columns, in the fused order (`{ROW_BY_ID}` is `super::ROW_BY_ID`). Prepared once per
+/// backend (`ROWS_PLAN`): its primary-key probes need no per-call planning (0.7 -> 0.3 ms at 1M chunks as an
+/// application role). PostgreSQL's plan cache re-plans it after DDL and for another role or `row_security`;
+/// the tenant is an InitPlan of the policy, read at each execution.
 const ROWS: &str = "\
 SELECT c.id, c.document_id, d.file_name, c.chunk_index, c.content, 0::float8, c.metadata
 FROM unnest($1::uuid[]) WITH ORDINALITY AS hit(id, ord)
 {ROW_BY_ID}
 ORDER BY hit.ord";
+
+thread_local! {
+    /// Never dropped (`ManuallyDrop`): it lives as long as the backend, and freeing an SPI plan from a
+    /// thread-local destructor at process exit would call into PostgreSQL after it has shut down.
+    static ROWS_PLAN: std::cell::RefCell<Option<ManuallyDrop<OwnedPreparedStatement>>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 pub struct HybridParams {
     pub k: i32,
@@ -251,10 +263,20 @@ fn rows_of(fused: Vec<fusion::Fused<[u8; 16]>>) -> Vec<HybridRow> {
         return Vec::new();
     }
     let ids: Vec<Uuid> = fused.iter().map(|f| Uuid::from_bytes(f.id)).collect();
-    let sql = ROWS.replace("{ROW_BY_ID}", super::ROW_BY_ID);
     let rows = Spi::connect(|client| {
-        let table = client.select(&sql, None, &[ids.into()])?;
-        table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        ROWS_PLAN.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let plan = match slot.take() {
+                Some(plan) => plan,
+                None => {
+                    let sql = ROWS.replace("{ROW_BY_ID}", super::ROW_BY_ID);
+                    ManuallyDrop::new(client.prepare(sql.as_str(), &[PgOid::BuiltIn(PgBuiltInOids::UUIDARRAYOID)])?.keep())
+                }
+            };
+            let plan: &OwnedPreparedStatement = slot.insert(plan);
+            let table = client.select(plan, None, &[ids.into()])?;
+            table.map(|row| super::read_row(&row)).collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
     })
     .or_raise("hybrid search: reading the fused chunks");
     // A chunk deleted between the two statements is simply missing; the others keep their order.

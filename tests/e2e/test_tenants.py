@@ -68,7 +68,8 @@ def world(cluster):
             ids["b"].append(app.execute("SELECT rag.ingest_document(%s, %s)",
                                         (f"b-{i}.txt", f"Tenant b note {i}: checkpoint tuning for the write-ahead log.")).fetchone()[0])
     ids["other"].append(other.execute("SELECT rag.ingest_document('o.txt', 'Other role: checkpoint tuning notes.')").fetchone()[0])
-    yield {"app": app, "other": other, "ids": {k: {str(x) for x in v} for k, v in ids.items()}}
+    yield {"app": app, "other": other, "ids": {k: {str(x) for x in v} for k, v in ids.items()},
+           "embedding_url": f"http://127.0.0.1:{server.server_port}"}
     app.close()
     other.close()
     server.shutdown()
@@ -123,6 +124,29 @@ def test_a_cached_plan_does_not_keep_its_tenant(world):
             assert got and got <= ids[t], t
     finally:
         app.execute("RESET plan_cache_mode")
+
+
+def test_hybrid_searchs_prepared_row_lookup_follows_role_and_tenant(world, cluster):
+    """rag.hybrid_search reads its hits' columns with a statement prepared once per backend. One backend
+    alternates roles (SET ROLE) and tenants, with generic plans forced: PostgreSQL's plan cache re-applies
+    row-level security for each role, and the tenant is read at each execution."""
+    ids = world["ids"]
+    with cluster.connect() as su:
+        for name, value in (("rag.embedding_provider", "openai"), ("rag.embedding_model", "tenant-8d"),
+                            ("rag.embedding_url", world["embedding_url"]), ("plan_cache_mode", "force_generic_plan")):
+            su.execute("SELECT set_config(%s, %s, false)", (name, value))
+        sql = "SELECT document_id::text FROM rag.hybrid_search('checkpoint tuning', 10)"
+        for role, t in [(APP, "a"), (APP, "b"), (OTHER, None), (APP, "a"), (OTHER, "a"), (APP, "b")] * 2:
+            su.execute(f"SET ROLE {role}")
+            with su.transaction():
+                if t:
+                    su.execute("SELECT rag.set_tenant(%s)", (t,))
+                got = [r[0] for r in su.execute(sql)]
+            su.execute("RESET ROLE")
+            if role == APP:
+                assert len(got) == 10 and set(got) <= ids[t], (role, t)
+            else:
+                assert set(got) == (ids["other"] if t is None else set()), (role, t)
 
 
 def test_nothing_of_the_other_tenant_can_be_changed(world):

@@ -324,8 +324,8 @@ pub fn register() {
     GucRegistry::define_int_guc(
         c"rag.search_parallel_workers",
         c"Parallel workers the search functions' statements may use (their max_parallel_workers_per_gather); 0: none.",
-        c"pg_search can split a BM25 top-k scan over its index segments. At 1M chunks on 2 cores, 2 workers made one \
-          client's search faster and cut throughput from 4 concurrent clients on by a third: worth it with idle cores.",
+        c"pg_search can split a BM25 top-k scan over its index segments. At 1M chunks on 2 cores, 2 workers helped one \
+          client as an application role and cut throughput from 4 concurrent clients on by about 40 %: worth it with idle cores.",
         &SEARCH_PARALLEL_WORKERS,
         0,
         1024,

@@ -77,8 +77,8 @@ pub fn index_only_plan(ef_search: i32) -> ScopedSettings {
     let s = ScopedSettings::new();
     s.set(c"enable_seqscan", "off");
     // No parallel workers unless rag.search_parallel_workers asks: on a busy small machine they cost
-    // more than they save (2 cores, 1M chunks: BM25 leg faster for one client, throughput from 4 clients
-    // on down by a third; at 100k chunks, 122-191 ms with 2 workers against 43-67 ms without).
+    // more than they save (2 cores, 1M chunks: faster for one client as an application role, throughput
+    // from 4 clients on down by about 40 %; at 100k chunks, 122-191 ms with 2 workers against 43-67 ms without).
     s.set(c"max_parallel_workers_per_gather", &crate::guc::SEARCH_PARALLEL_WORKERS.get().max(0).to_string());
     s.set(c"hnsw.ef_search", &ef_search.clamp(1, 1000).to_string());
     // Keep scanning the HNSW graph until enough rows pass the filters: the metadata filter, and for every
